@@ -1,0 +1,3 @@
+//! Models built on lazyforge, and the pieces of the `lazyforge` command-line tool.
+
+pub mod inspect;

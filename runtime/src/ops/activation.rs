@@ -1,0 +1,127 @@
+//! Element-wise activations, the residual add, and softmax. All in `f32`, on slices.
+
+use crate::error::{Error, Result};
+
+/// SiLU (swish): `x · sigmoid(x) = x / (1 + e^(-x))`.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Applies [`silu`] to every value.
+pub fn silu_in_place(x: &mut [f32]) {
+    for v in x {
+        *v = silu(*v);
+    }
+}
+
+/// The SwiGLU feed-forward gate: `silu(gate[i]) · up[i]`; both slices have the same length
+/// (usually `[n_tokens, intermediate]`).
+pub fn swiglu(gate: &[f32], up: &[f32]) -> Result<Vec<f32>> {
+    same_len("swiglu: gate and up", gate.len(), up.len())?;
+    Ok(gate.iter().zip(up).map(|(&g, &u)| silu(g) * u).collect())
+}
+
+/// [`swiglu`] in place: `gate[i] = silu(gate[i]) · up[i]`.
+pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) -> Result<()> {
+    same_len("swiglu_in_place: gate and up", gate.len(), up.len())?;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = silu(*g) * u;
+    }
+    Ok(())
+}
+
+/// GELU, tanh approximation (PyTorch `approximate="tanh"`, GPT-2's `gelu_new`):
+/// `0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))`.
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())
+}
+
+/// Applies [`gelu_tanh`] to every value.
+pub fn gelu_tanh_in_place(x: &mut [f32]) {
+    for v in x {
+        *v = gelu_tanh(*v);
+    }
+}
+
+/// GELU, exact: `x · Φ(x) = 0.5·x·erfc(-x/√2)`, evaluated in `f64` (relative error below
+/// 2e-7 over the whole range, including the far negative tail).
+#[inline]
+pub fn gelu_erf(x: f32) -> f32 {
+    let x = f64::from(x);
+    (0.5 * x * erfc(-x * std::f64::consts::FRAC_1_SQRT_2)) as f32
+}
+
+/// Applies [`gelu_erf`] to every value.
+pub fn gelu_erf_in_place(x: &mut [f32]) {
+    for v in x {
+        *v = gelu_erf(*v);
+    }
+}
+
+/// The residual add: `dst[i] += src[i]`; both slices have the same length.
+pub fn add_in_place(dst: &mut [f32], src: &[f32]) -> Result<()> {
+    same_len("add_in_place: dst and src", dst.len(), src.len())?;
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += s;
+    }
+    Ok(())
+}
+
+/// Numerically stable softmax of one row, in place: `e^(x[i] - max) / Σ e^(x[j] - max)`.
+///
+/// `-inf` entries (masked positions) get probability 0. A row with no finite maximum (all
+/// `-inf`, i.e. nothing to attend) becomes all zeros rather than NaN; a NaN anywhere makes
+/// the whole row NaN, so that it is not hidden. An empty row is left as is.
+pub fn softmax_in_place(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if x.iter().any(|v| v.is_nan()) {
+        x.fill(f32::NAN);
+        return;
+    }
+    if max == f32::NEG_INFINITY {
+        x.fill(0.0);
+        return;
+    }
+    let mut total = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        total += *v;
+    }
+    let inv = 1.0 / total;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// An error unless two lengths agree.
+fn same_len(context: &str, a: usize, b: usize) -> Result<()> {
+    if a != b {
+        return Err(Error::shape(context, &[a], &[b]));
+    }
+    Ok(())
+}
+
+/// The complementary error function, with relative error below 1.2e-7 everywhere
+/// (Chebyshev fit from Numerical Recipes, `erfcc`).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87
+                                    + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
