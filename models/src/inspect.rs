@@ -52,11 +52,17 @@ pub fn to_json(ckpt: &Checkpoint, full: bool) -> Result<Value> {
     doc.insert("tensor_count".into(), json!(tensors.len()));
     doc.insert("tensors".into(), Value::Array(tensors));
     if !ckpt.unsupported_tensors().is_empty() {
-        doc.insert("unsupported_tensors".into(), json!(ckpt.unsupported_tensors()));
+        doc.insert(
+            "unsupported_tensors".into(),
+            json!(ckpt.unsupported_tensors()),
+        );
     }
     let mut totals = Map::new();
     for (dtype, (count, bytes)) in ckpt.bytes_by_dtype() {
-        totals.insert(dtype.name().into(), json!({"tensors": count, "bytes": bytes}));
+        totals.insert(
+            dtype.name().into(),
+            json!({"tensors": count, "bytes": bytes}),
+        );
     }
     doc.insert("totals".into(), Value::Object(totals));
     doc.insert(
@@ -101,7 +107,12 @@ pub fn to_text(ckpt: &Checkpoint, full: bool) -> Result<String> {
         Format::ShardedSafetensors => "sharded safetensors",
     };
     let bytes: u64 = ckpt.files().iter().map(|f| f.len()).sum();
-    let _ = writeln!(out, "{}: {format}, {} file(s), {bytes} bytes", ckpt.path().display(), ckpt.files().len());
+    let _ = writeln!(
+        out,
+        "{}: {format}, {} file(s), {bytes} bytes",
+        ckpt.path().display(),
+        ckpt.files().len()
+    );
     if let Some(g) = ckpt.gguf() {
         let _ = writeln!(
             out,
@@ -115,14 +126,28 @@ pub fn to_text(ckpt: &Checkpoint, full: bool) -> Result<String> {
             let _ = writeln!(out, "  {key} = {}", meta_text(g, value, full)?);
         }
     } else if !ckpt.safetensors_metadata().is_empty() {
-        let _ = writeln!(out, "\nmetadata ({} keys):", ckpt.safetensors_metadata().len());
+        let _ = writeln!(
+            out,
+            "\nmetadata ({} keys):",
+            ckpt.safetensors_metadata().len()
+        );
         for (k, v) in ckpt.safetensors_metadata() {
             let _ = writeln!(out, "  {k} = {v:?}");
         }
     }
-    let name_w = ckpt.tensors().iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+    let name_w = ckpt
+        .tensors()
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let _ = writeln!(out, "\ntensors ({}):", ckpt.tensors().len());
-    let _ = writeln!(out, "  {:name_w$}  {:5}  {:>20}  {:>12}  {:>12}", "name", "dtype", "shape", "bytes", "offset");
+    let _ = writeln!(
+        out,
+        "  {:name_w$}  {:5}  {:>20}  {:>12}  {:>12}",
+        "name", "dtype", "shape", "bytes", "offset"
+    );
     for t in ckpt.tensors() {
         let shape = format!("{:?}", t.shape);
         let _ = writeln!(
@@ -141,12 +166,20 @@ pub fn to_text(ckpt: &Checkpoint, full: bool) -> Result<String> {
     let _ = writeln!(out, "\ntotals:");
     let (mut all_n, mut all_b) = (0, 0);
     for (dtype, (count, bytes)) in ckpt.bytes_by_dtype() {
-        let _ = writeln!(out, "  {:5}  {count:>5} tensors  {bytes:>14} bytes", dtype.name());
+        let _ = writeln!(
+            out,
+            "  {:5}  {count:>5} tensors  {bytes:>14} bytes",
+            dtype.name()
+        );
         all_n += count;
         all_b += bytes;
     }
     let params: u64 = ckpt.tensors().iter().map(|t| t.elem_count()).sum();
-    let _ = writeln!(out, "  {:5}  {all_n:>5} tensors  {all_b:>14} bytes  {params} parameters", "all");
+    let _ = writeln!(
+        out,
+        "  {:5}  {all_n:>5} tensors  {all_b:>14} bytes  {params} parameters",
+        "all"
+    );
     Ok(out)
 }
 

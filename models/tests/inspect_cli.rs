@@ -33,11 +33,18 @@ fn inspect(args: &[&str]) -> Output {
 fn inspect_lists_the_272_tensors_of_smollm2() {
     let model = smollm2();
     let out = inspect(&[model.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("tensors (272):"), "{text}");
     assert!(text.contains("general.architecture = \"llama\""), "{text}");
-    assert!(text.contains("tokenizer.ggml.tokens = [string; 49152]"), "{text}");
+    assert!(
+        text.contains("tokenizer.ggml.tokens = [string; 49152]"),
+        "{text}"
+    );
     assert!(text.contains("blk.29.ffn_down.weight"), "{text}");
     assert!(text.contains("Q4_1"), "{text}");
 }
@@ -64,7 +71,13 @@ fn inspect_json_is_one_document_with_summarized_arrays() {
 
     let full = inspect(&["--json", "--full", model.to_str().unwrap()]);
     let doc: serde_json::Value = serde_json::from_slice(&full.stdout).unwrap();
-    assert_eq!(doc["metadata"]["tokenizer.ggml.tokens"].as_array().unwrap().len(), 49152);
+    assert_eq!(
+        doc["metadata"]["tokenizer.ggml.tokens"]
+            .as_array()
+            .unwrap()
+            .len(),
+        49152
+    );
 }
 
 #[test]
@@ -78,6 +91,9 @@ fn a_bad_file_is_a_one_line_error_and_exit_code_1() {
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.starts_with("lazyforge: error:") && err.contains(path.to_str().unwrap()), "{err}");
+        assert!(
+            err.starts_with("lazyforge: error:") && err.contains(path.to_str().unwrap()),
+            "{err}"
+        );
     }
 }

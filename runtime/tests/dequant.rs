@@ -56,13 +56,19 @@ fn byte_length_that_is_not_whole_blocks_is_an_error_not_a_crash() {
         for n_bytes in [2 * ts - 1, 2 * ts + 1] {
             let bytes = vec![0u8; n_bytes];
             let mut out = vec![0f32; 2 * bs];
-            assert!(dequantize(dtype, &bytes, &mut out).is_err(), "{dtype}: {n_bytes} bytes");
+            assert!(
+                dequantize(dtype, &bytes, &mut out).is_err(),
+                "{dtype}: {n_bytes} bytes"
+            );
         }
         // Whole blocks, but an output of the wrong length.
         let bytes = vec![0u8; 2 * ts];
         for n_values in [2 * bs - 1, 2 * bs + 1, 3 * bs] {
             let mut out = vec![0f32; n_values];
-            assert!(dequantize(dtype, &bytes, &mut out).is_err(), "{dtype}: {n_values} values");
+            assert!(
+                dequantize(dtype, &bytes, &mut out).is_err(),
+                "{dtype}: {n_values} values"
+            );
         }
     }
 }

@@ -86,8 +86,14 @@ fn header_matches_gguf_py() {
         assert_eq!(f.data_offset(), want["data_offset"].as_u64().unwrap());
         assert_eq!(f.mapping().len(), want["file_size"].as_u64().unwrap());
         assert_eq!(f.tensors().len(), 272);
-        assert_eq!(f.tensors().len() as u64, want["tensor_count"].as_u64().unwrap());
-        assert_eq!(f.metadata().len() as u64, want["kv_count"].as_u64().unwrap());
+        assert_eq!(
+            f.tensors().len() as u64,
+            want["tensor_count"].as_u64().unwrap()
+        );
+        assert_eq!(
+            f.metadata().len() as u64,
+            want["kv_count"].as_u64().unwrap()
+        );
         assert_eq!(f.mapping().is_mapped(), policy == MapPolicy::Auto);
     }
 }
@@ -156,7 +162,10 @@ fn tokenizer_arrays_are_located_at_open_and_decoded_on_request() {
     for policy in POLICIES {
         let f = open(policy);
         let tokens = f.get("tokenizer.ggml.tokens").unwrap().as_array().unwrap();
-        assert_eq!((tokens.elem_type(), tokens.len()), (MetaType::String, 49152));
+        assert_eq!(
+            (tokens.elem_type(), tokens.len()),
+            (MetaType::String, 49152)
+        );
         let vocab = f.get_string_array("tokenizer.ggml.tokens").unwrap();
         assert_eq!(vocab.len(), 49152);
         assert_eq!(vocab[0], "<|endoftext|>");

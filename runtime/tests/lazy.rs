@@ -97,7 +97,10 @@ fn failed_load_errors_for_all_and_a_later_retry_succeeds() {
         let err = t.join().unwrap();
         let msg = err.to_string();
         assert!(matches!(err, Error::Load { .. }), "{err:?}");
-        assert!(msg.contains("'w'") && msg.contains("model.safetensors"), "{msg}");
+        assert!(
+            msg.contains("'w'") && msg.contains("model.safetensors"),
+            "{msg}"
+        );
     }
     assert!(!w.is_materialized());
     assert_eq!(w.stats().loads, 0);

@@ -6,7 +6,9 @@ use safetensors::tensor::{Dtype, TensorView};
 use std::path::Path;
 
 fn f32_bytes(n: usize, seed: f32) -> Vec<u8> {
-    (0..n).flat_map(|i| (seed + i as f32).to_le_bytes()).collect()
+    (0..n)
+        .flat_map(|i| (seed + i as f32).to_le_bytes())
+        .collect()
 }
 
 fn write(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
@@ -37,9 +39,15 @@ fn single_file_lists_tensors_and_loads_them() {
     assert_eq!(ckpt.format(), Format::Safetensors);
     assert_eq!(ckpt.tensors().len(), 2);
     let a = ckpt.tensor("a.weight").unwrap();
-    assert_eq!((a.dtype, a.shape.as_slice(), a.len), (DType::F32, &[2, 3][..], 24));
+    assert_eq!(
+        (a.dtype, a.shape.as_slice(), a.len),
+        (DType::F32, &[2, 3][..], 24)
+    );
     let b = ckpt.lazy_as("b.weight", Device::Cpu, DType::F32).unwrap();
-    assert_eq!(b.get().unwrap().as_f32().unwrap(), &[0., 1., 2., 3., 4., 5.]);
+    assert_eq!(
+        b.get().unwrap().as_f32().unwrap(),
+        &[0., 1., 2., 3., 4., 5.]
+    );
     // An integer tensor is listed as not loadable, and asking for it says why.
     let err = ckpt.tensor("ids").unwrap_err();
     assert!(err.to_string().contains("I64"), "{err}");
@@ -76,7 +84,12 @@ fn sharded_checkpoint_reads_every_shard() {
 
 #[test]
 fn shard_names_that_escape_the_directory_are_refused() {
-    for bad in ["../model.safetensors", "/etc/passwd", "sub/../../x.safetensors", ""] {
+    for bad in [
+        "../model.safetensors",
+        "/etc/passwd",
+        "sub/../../x.safetensors",
+        "",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let index = format!(r#"{{"weight_map": {{"x": {bad:?}}}}}"#);
         write_shards(dir.path(), &index);
@@ -105,7 +118,10 @@ fn pickle_checkpoints_are_refused_with_the_reason() {
         let err = Checkpoint::open(&p).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, Error::Unsupported { .. }));
-        assert!(msg.contains("arbitrary code") && msg.contains("safetensors"), "{msg}");
+        assert!(
+            msg.contains("arbitrary code") && msg.contains("safetensors"),
+            "{msg}"
+        );
     }
     // A directory with only a pickle says the same.
     let err = Checkpoint::open(dir.path()).unwrap_err();
@@ -113,7 +129,10 @@ fn pickle_checkpoints_are_refused_with_the_reason() {
     // A pickle under an innocent name is recognised by its first bytes.
     let p = dir.path().join("weights.data");
     std::fs::write(&p, b"PK\x03\x04rest-of-zip").unwrap();
-    assert!(Checkpoint::open(&p).unwrap_err().to_string().contains("arbitrary code"));
+    assert!(Checkpoint::open(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("arbitrary code"));
 }
 
 #[test]

@@ -55,7 +55,8 @@ fn run(cli: Cli) -> lazyforge::Result<()> {
                 let doc = lazyforge_models::inspect::to_json(&ckpt, full)?;
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&doc).expect("a serde_json::Value always serializes")
+                    serde_json::to_string_pretty(&doc)
+                        .expect("a serde_json::Value always serializes")
                 );
             } else {
                 print!("{}", lazyforge_models::inspect::to_text(&ckpt, full)?);

@@ -46,21 +46,24 @@ impl Tensor {
         let n = t.elem_count();
         let want = if n == 0 {
             Some(0)
-        } else if t.shape.last().is_some_and(|&c| c % dtype.block_size() != 0) {
+        } else if t
+            .shape
+            .last()
+            .is_some_and(|&c| !c.is_multiple_of(dtype.block_size()))
+        {
             None
         } else {
             dtype.bytes_for(n)
         };
         if matches!(t.storage, Storage::F32(_)) && dtype != DType::F32 {
-            return Err(Error::Invalid(format!(
-                "f32 storage labelled as {dtype}"
-            )));
+            return Err(Error::Invalid(format!("f32 storage labelled as {dtype}")));
         }
         if want != Some(t.bytes().len()) {
             return Err(Error::Invalid(format!(
                 "tensor of shape {:?} and dtype {dtype} needs {} bytes, storage has {}",
                 t.shape,
-                want.map_or("a whole number of blocks per row, and".to_string(), |w| w.to_string()),
+                want.map_or("a whole number of blocks per row, and".to_string(), |w| w
+                    .to_string()),
                 t.bytes().len()
             )));
         }
@@ -216,7 +219,7 @@ impl Tensor {
         if n != self.elem_count()
             || shape
                 .last()
-                .is_some_and(|&c| c % self.dtype.block_size() != 0)
+                .is_some_and(|&c| !c.is_multiple_of(self.dtype.block_size()))
         {
             return Err(Error::shape("reshape", &shape, &self.shape));
         }

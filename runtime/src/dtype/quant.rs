@@ -159,7 +159,10 @@ fn dot_groups(row: &[u8], x: &[f32], dtype: DType, decode: impl Fn(&[u8], &mut [
             }
         }
         // Only plain-float rows have a tail shorter than DOT_LANES.
-        for (a, (y, x)) in acc.iter_mut().zip(yc.remainder().iter().zip(xc.remainder())) {
+        for (a, (y, x)) in acc
+            .iter_mut()
+            .zip(yc.remainder().iter().zip(xc.remainder()))
+        {
             *a += y * x;
         }
     }
@@ -270,20 +273,31 @@ fn dequantize_q8_0(b: &[u8; 34], y: &mut [f32; 32]) {
 
 /// Q2_K, 84 bytes: `scales[16]`, `qs[64]`, `d: f16`, `dmin: f16`. Sixteen sub-blocks of 16
 /// values; sub-block `s` has scale `d * (scales[s] & 15)` and minimum
-/// `dmin * (scales[s] >> 4)`. Each half of 128 values reads its 32 bytes of `qs` four
-/// times, two bits at a time (shift 0, 2, 4, 6); `y = dl * q - ml`.
+/// `dmin * (scales[s] >> 4)`. Each half of 128 values reads its 32 bytes of `qs` in four
+/// passes, two bits at a time (shift 0, 2, 4, 6); each pass covers two sub-blocks, one per
+/// 16 bytes. `y = dl * q - ml`.
 #[inline(always)]
 fn dequantize_q2_k(b: &[u8; 84], y: &mut [f32; 256]) {
     let (scales, qs) = (&b[0..16], &b[16..80]);
     let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
-    for (s, y) in y.chunks_exact_mut(16).enumerate() {
-        let dl = d * (scales[s] & 0x0F) as f32;
-        let ml = dmin * (scales[s] >> 4) as f32;
-        // s = 8 * half + 2 * pass + (second 16 bytes of the half's 32)
-        let q = &qs[32 * (s / 8) + 16 * (s % 2)..][..16];
-        let shift = 2 * ((s / 2) % 4);
-        for (y, &q) in y.iter_mut().zip(q) {
-            *y = dl * ((q >> shift) & 3) as f32 - ml;
+    // Unpack the 2-bit values into value order first: simple byte loops that vectorize.
+    let mut q = [0u8; 256];
+    for (q, qs) in q.chunks_exact_mut(128).zip(qs.chunks_exact(32)) {
+        for (pass, q) in q.chunks_exact_mut(32).enumerate() {
+            for (q, &b) in q.iter_mut().zip(qs) {
+                *q = (b >> (2 * pass)) & 3;
+            }
+        }
+    }
+    let mut dl = [0f32; 16];
+    let mut ml = [0f32; 16];
+    for ((dl, ml), &sc) in dl.iter_mut().zip(&mut ml).zip(scales) {
+        *dl = d * (sc & 0x0F) as f32;
+        *ml = dmin * (sc >> 4) as f32;
+    }
+    for l in 0..16 {
+        for s in 0..16 {
+            y[16 * s + l] = dl[s] * q[16 * s + l] as f32 - ml[s];
         }
     }
 }
@@ -297,17 +311,27 @@ fn dequantize_q2_k(b: &[u8; 84], y: &mut [f32; 256]) {
 fn dequantize_q3_k(b: &[u8; 110], y: &mut [f32; 256]) {
     let (hmask, qs, sb) = (&b[0..32], &b[32..96], &b[96..108]);
     let d = f16_at(b, 108);
-    for (s, y) in y.chunks_exact_mut(16).enumerate() {
+    let mut scales = [0f32; 16];
+    for (s, scale) in scales.iter_mut().enumerate() {
         let low = if s < 8 { sb[s] & 0x0F } else { sb[s - 8] >> 4 };
         let high = (sb[8 + s % 4] >> (2 * (s / 4))) & 3;
-        let dl = d * ((low | (high << 4)) as i32 - 32) as f32;
-        let (half, pass, second) = (s / 8, (s / 2) % 4, s % 2);
-        let q = &qs[32 * half + 16 * second..][..16];
-        let hm = &hmask[16 * second..][..16];
-        let (shift, bit) = (2 * pass, 1u8 << (4 * half + pass));
-        for ((y, &q), &h) in y.iter_mut().zip(q).zip(hm) {
-            let sub = if h & bit != 0 { 0 } else { 4 };
-            *y = dl * (((q >> shift) & 3) as i32 - sub) as f32;
+        *scale = d * ((low | (high << 4)) as i32 - 32) as f32;
+    }
+    let halves = y.chunks_exact_mut(128).zip(qs.chunks_exact(32));
+    for (half, ((y, qs), scales)) in halves.zip(scales.chunks_exact(8)).enumerate() {
+        for (pass, (y, scales)) in y
+            .chunks_exact_mut(32)
+            .zip(scales.chunks_exact(2))
+            .enumerate()
+        {
+            let (shift, bit) = (2 * pass, 1u8 << (4 * half + pass));
+            let subs = y.chunks_exact_mut(16).zip(qs.chunks_exact(16));
+            for (((y, q), hm), &dl) in subs.zip(hmask.chunks_exact(16)).zip(scales) {
+                for ((y, &q), &h) in y.iter_mut().zip(q).zip(hm) {
+                    let sub = if h & bit != 0 { 0 } else { 4 };
+                    *y = dl * (((q as i32 >> shift) & 3) - sub) as f32;
+                }
+            }
         }
     }
 }
@@ -473,7 +497,11 @@ mod tests {
             let mut w = vec![0f32; n_values];
             dequantize(dtype, &row, &mut w).unwrap();
             let naive: f64 = w.iter().zip(&x).map(|(&w, &x)| w as f64 * x as f64).sum();
-            let scale: f64 = w.iter().zip(&x).map(|(&w, &x)| (w as f64 * x as f64).abs()).sum();
+            let scale: f64 = w
+                .iter()
+                .zip(&x)
+                .map(|(&w, &x)| (w as f64 * x as f64).abs())
+                .sum();
             let got = dot(dtype, &row, &x).unwrap() as f64;
             assert!(
                 (got - naive).abs() <= 1e-5 * scale.max(f64::MIN_POSITIVE),

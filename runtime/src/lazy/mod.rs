@@ -3,8 +3,8 @@
 
 mod metrics;
 
-pub use metrics::{LoadCounters, LoadStats};
 pub use crate::source::checkpoint::{Checkpoint, Format, OpenOptions};
+pub use metrics::{LoadCounters, LoadStats};
 
 use crate::device::{Device, Storage, Tensor};
 use crate::dtype::DType;
@@ -167,7 +167,8 @@ impl LazyTensor {
             Err(e) => {
                 attempts.failures += 1;
                 attempts.last_error = Some(e.clone());
-                self.failures_seen.store(attempts.failures, Ordering::Release);
+                self.failures_seen
+                    .store(attempts.failures, Ordering::Release);
                 self.counters.record_failure();
                 self.totals.record_failure();
                 Err(e)
@@ -203,8 +204,7 @@ impl LazyTensor {
         })?;
         let elapsed = start.elapsed();
         let resident = tensor.bytes().len() as u64;
-        self.counters
-            .record_load(self.info.len, resident, elapsed);
+        self.counters.record_load(self.info.len, resident, elapsed);
         self.totals.record_load(self.info.len, resident, elapsed);
         Ok(tensor)
     }
@@ -218,7 +218,7 @@ impl LazyTensor {
             // Zero-copy when mapped and the data is aligned for its element type (GGUF
             // guarantees 32-byte alignment; safetensors headers may leave f32 data unaligned).
             let align = info.dtype.type_size().min(4) as u64;
-            if self.file.is_mapped() && info.offset % align == 0 {
+            if self.file.is_mapped() && info.offset.is_multiple_of(align) {
                 self.file.mapped_slice(info.offset, len)?;
                 let storage = Storage::Mapped {
                     file: Arc::clone(&self.file),

@@ -30,7 +30,7 @@ pub fn attention(
     window: Option<usize>,
 ) -> Result<Vec<f32>> {
     let (n_kv, hd) = (kv.n_kv_heads, kv.head_dim);
-    if n_heads == 0 || n_heads % n_kv != 0 {
+    if n_heads == 0 || n_heads.checked_rem(n_kv) != Some(0) {
         return Err(Error::Invalid(format!(
             "attention: n_heads ({n_heads}) must be a positive multiple of n_kv_heads ({n_kv})"
         )));

@@ -11,7 +11,13 @@ use crate::error::{Error, Result};
 pub fn embedding(table: &Tensor, ids: &[u32]) -> Result<Tensor> {
     let (vocab, hidden) = match table.shape() {
         &[v, h] => (v, h),
-        other => return Err(Error::shape("embedding table [vocab, hidden]", &[0, 0], other)),
+        other => {
+            return Err(Error::shape(
+                "embedding table [vocab, hidden]",
+                &[0, 0],
+                other,
+            ))
+        }
     };
     if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
         return Err(Error::Invalid(format!(

@@ -155,9 +155,9 @@ impl KvCache {
         let mut k = vec![0.0f32; self.n_kv_heads * slots * hd];
         let mut v = vec![0.0f32; self.n_kv_heads * slots * hd];
         let mut positions = vec![EMPTY; slots];
-        for i in 0..self.len {
+        for (i, position) in positions.iter_mut().enumerate().take(self.len) {
             let old = (self.start + i) % self.slots;
-            positions[i] = self.positions[old];
+            *position = self.positions[old];
             for h in 0..self.n_kv_heads {
                 let (src, dst) = ((h * self.slots + old) * hd, (h * slots + i) * hd);
                 k[dst..dst + hd].copy_from_slice(&self.k[src..src + hd]);

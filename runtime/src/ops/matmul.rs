@@ -91,9 +91,9 @@ pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (dtype, stride, bytes) = (w.dtype(), w.row_stride_bytes(), w.bytes());
     // Output transposed, [m, n], so that each tile owns one contiguous chunk of it.
     let mut yt = vec![0.0f32; m * n];
-    yt.par_chunks_mut(tile_rows * n).enumerate().try_for_each_init(
-        Vec::new,
-        |buf: &mut Vec<f32>, (t, yt_tile)| -> Result<()> {
+    yt.par_chunks_mut(tile_rows * n)
+        .enumerate()
+        .try_for_each_init(Vec::new, |buf: &mut Vec<f32>, (t, yt_tile)| -> Result<()> {
             let (r0, rows) = (t * tile_rows, yt_tile.len() / n);
             let tile: &[f32] = match dense {
                 Some(wf) => &wf[r0 * k..(r0 + rows) * k],
@@ -103,14 +103,9 @@ pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
                     buf
                 }
             };
-            for (i, xi) in xs.chunks_exact(k).enumerate() {
-                for (r, wr) in tile.chunks_exact(k).enumerate() {
-                    yt_tile[r * n + i] = dot(xi, wr);
-                }
-            }
+            tile_product(xs, tile, k, yt_tile);
             Ok(())
-        },
-    )?;
+        })?;
 
     let mut y = vec![0.0f32; n * m];
     for (r, column) in yt.chunks_exact(n).enumerate() {
@@ -119,6 +114,70 @@ pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         }
     }
     Tensor::from_f32([n, m], y)
+}
+
+/// Activation rows per register block of [`tile_product`].
+const XR: usize = 4;
+/// Weight rows per register block of [`tile_product`].
+const WR: usize = 2;
+/// Lanes of each accumulator in a register block.
+const LANES: usize = 4;
+
+/// `out[r·n + i] = x_i · w_r` for the `n` rows of `x` and the rows of `w` (all `k` wide), in
+/// register blocks of [`XR`] × [`WR`] rows so that every value loaded feeds several products
+/// (a plain dot product loads two values per multiply-add and is bound by loads).
+fn tile_product(x: &[f32], w: &[f32], k: usize, out: &mut [f32]) {
+    let (n, rows) = (x.len() / k, w.len() / k);
+    let (n_blocked, rows_blocked) = (n - n % XR, rows - rows % WR);
+    for i in (0..n_blocked).step_by(XR) {
+        let xb = &x[i * k..(i + XR) * k];
+        for r in (0..rows_blocked).step_by(WR) {
+            let d = dot_block(xb, &w[r * k..(r + WR) * k], k);
+            for (a, da) in d.iter().enumerate() {
+                for (b, &v) in da.iter().enumerate() {
+                    out[(r + b) * n + i + a] = v;
+                }
+            }
+        }
+        for r in rows_blocked..rows {
+            for a in 0..XR {
+                out[r * n + i + a] = dot(&xb[a * k..(a + 1) * k], &w[r * k..(r + 1) * k]);
+            }
+        }
+    }
+    for i in n_blocked..n {
+        for r in 0..rows {
+            out[r * n + i] = dot(&x[i * k..(i + 1) * k], &w[r * k..(r + 1) * k]);
+        }
+    }
+}
+
+/// The [`XR`] × [`WR`] dot products of `x` (`XR` rows) with `w` (`WR` rows), `k` wide.
+#[inline(always)]
+fn dot_block(x: &[f32], w: &[f32], k: usize) -> [[f32; WR]; XR] {
+    let mut acc = [[[0.0f32; LANES]; WR]; XR];
+    let body = k - k % LANES;
+    for c in (0..body).step_by(LANES) {
+        let wv: [[f32; LANES]; WR] = std::array::from_fn(|b| {
+            let at = b * k + c;
+            w[at..at + LANES].try_into().expect("LANES values")
+        });
+        for (a, acc_a) in acc.iter_mut().enumerate() {
+            let at = a * k + c;
+            let xv: [f32; LANES] = x[at..at + LANES].try_into().expect("LANES values");
+            for (acc_ab, wb) in acc_a.iter_mut().zip(&wv) {
+                for l in 0..LANES {
+                    acc_ab[l] += xv[l] * wb[l];
+                }
+            }
+        }
+    }
+    std::array::from_fn(|a| {
+        std::array::from_fn(|b| {
+            let tail = dot(&x[a * k + body..(a + 1) * k], &w[b * k + body..(b + 1) * k]);
+            acc[a][b].iter().sum::<f32>() + tail
+        })
+    })
 }
 
 /// The `[m, k]` dimensions of a weight matrix.

@@ -58,7 +58,11 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
     for row in x.chunks(d) {
         let ms = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / d as f64;
         let r = 1.0 / (ms + eps as f64).sqrt();
-        y.extend(row.iter().zip(w).map(|(&v, &g)| (v as f64 * r * g as f64) as f32));
+        y.extend(
+            row.iter()
+                .zip(w)
+                .map(|(&v, &g)| (v as f64 * r * g as f64) as f32),
+        );
     }
     y
 }

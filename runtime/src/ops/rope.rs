@@ -178,7 +178,7 @@ pub fn rope_split_half(
 
 /// An error unless `rot_dim` is even and positive.
 fn check_rot_dim(rot_dim: usize) -> Result<()> {
-    if rot_dim == 0 || rot_dim % 2 != 0 {
+    if rot_dim == 0 || rot_dim % 2 == 1 {
         return Err(Error::Invalid(format!(
             "RopeTable: the rotary dimension must be even and positive, found {rot_dim}"
         )));

@@ -227,7 +227,9 @@ impl Checkpoint {
                         path: index_path.to_path_buf(),
                         format: "safetensors index",
                         offset: 0,
-                        reason: format!("tensor '{tensor}' is listed in shard '{shard}' but is not there"),
+                        reason: format!(
+                            "tensor '{tensor}' is listed in shard '{shard}' but is not there"
+                        ),
                     })
                 }
             }

@@ -102,7 +102,9 @@ impl Mapping {
         let range = self.check_range(offset, buf.len())?;
         match &self.backing {
             Backing::Mapped(m) => buf.copy_from_slice(&m[range]),
-            Backing::Read(f) => read_exact_at(f, buf, offset).map_err(|e| Error::io(&self.path, e))?,
+            Backing::Read(f) => {
+                read_exact_at(f, buf, offset).map_err(|e| Error::io(&self.path, e))?
+            }
         }
         Ok(())
     }

@@ -8,6 +8,13 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+/// A file's loadable tensors, its tensors of other dtypes (name, dtype), and its metadata.
+pub(crate) type SafetensorsParts = (
+    Vec<TensorInfo>,
+    Vec<(String, String)>,
+    BTreeMap<String, String>,
+);
+
 /// Headers larger than this are refused (the `safetensors` crate's own limit).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
 
@@ -36,7 +43,13 @@ impl SafetensorsFile {
         };
         let mut len_bytes = [0u8; 8];
         if mapping.len() < 8 {
-            return Err(corrupt(0, format!("file is {} bytes, shorter than the 8-byte header length", mapping.len())));
+            return Err(corrupt(
+                0,
+                format!(
+                    "file is {} bytes, shorter than the 8-byte header length",
+                    mapping.len()
+                ),
+            ));
         }
         mapping.read_exact_at(0, &mut len_bytes)?;
         let header_len = u64::from_le_bytes(len_bytes);
@@ -118,7 +131,7 @@ impl SafetensorsFile {
     }
 
     /// Consumes the file into its parts.
-    pub(crate) fn into_parts(self) -> (Vec<TensorInfo>, Vec<(String, String)>, BTreeMap<String, String>) {
+    pub(crate) fn into_parts(self) -> SafetensorsParts {
         (self.tensors, self.unsupported, self.metadata)
     }
 }
@@ -165,9 +178,7 @@ impl ShardIndex {
             .map(|name| {
                 let rel = Path::new(name);
                 let escapes = rel.as_os_str().is_empty()
-                    || rel
-                        .components()
-                        .any(|c| !matches!(c, Component::Normal(_)));
+                    || rel.components().any(|c| !matches!(c, Component::Normal(_)));
                 if escapes {
                     return Err(Error::Corrupt {
                         path: index_path.to_path_buf(),

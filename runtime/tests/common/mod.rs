@@ -30,7 +30,11 @@ pub fn smollm2_path() -> PathBuf {
 
 /// Where [`smollm2_path`] looks, whether or not the file exists.
 fn smollm2_candidate() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(path) = var("LAZYFORGE_TEST_MODEL") {
         return path;
     }

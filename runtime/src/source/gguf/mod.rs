@@ -32,7 +32,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::source::{MapPolicy, Mapping, TensorInfo};
 use reader::Cursor;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -162,7 +162,8 @@ impl GgufFile {
     /// The value under `key` as a `u64`; any integer type whose value fits is accepted.
     pub fn get_u64(&self, key: &str) -> Result<u64> {
         let v = self.require(key)?;
-        v.as_u64().ok_or_else(|| self.mismatch(key, "an unsigned integer", v))
+        v.as_u64()
+            .ok_or_else(|| self.mismatch(key, "an unsigned integer", v))
     }
 
     /// The value under `key` as a `u32`; any integer type whose value fits is accepted.
@@ -228,9 +229,12 @@ impl GgufFile {
         let values = self.array_values(arr)?;
         let mut out = Vec::with_capacity(values.len());
         for (i, v) in values.iter().enumerate() {
-            let x = v.as_integer().and_then(|x| i32::try_from(x).ok()).ok_or_else(|| {
-                self.metadata_error(key, format!("element {i} ({v:?}) does not fit in i32"))
-            })?;
+            let x = v
+                .as_integer()
+                .and_then(|x| i32::try_from(x).ok())
+                .ok_or_else(|| {
+                    self.metadata_error(key, format!("element {i} ({v:?}) does not fit in i32"))
+                })?;
             out.push(x);
         }
         Ok(out)
@@ -303,11 +307,17 @@ impl GgufFile {
     }
 }
 
-/// A vector capacity for `arr`'s elements that a forged length cannot inflate: the length
-/// was checked against the file's size at open, but a `Vec<String>` entry is larger than
-/// its smallest encoding, so reserve at most a million and let the vector grow past that.
+/// A capacity to reserve for `count` decoded entries. Counts were checked against the
+/// file's size, but a decoded entry is larger than its smallest encoding, so a forged count
+/// in a large file could still ask for many times the file's size: reserve a bounded
+/// amount and let the vector grow as entries are actually read.
+fn capacity_hint(count: u64) -> usize {
+    count.min(1 << 16) as usize
+}
+
+/// [`capacity_hint`] for an array's elements.
 fn capacity_for(arr: &MetaArray) -> usize {
-    arr.len.min(1 << 20) as usize
+    capacity_hint(arr.len)
 }
 
 /// What [`parse`] found.
@@ -333,7 +343,10 @@ fn parse(mapping: &Mapping) -> Result<Header> {
     let magic = cur.take(4, &|| "the GGUF magic".into())?;
     if magic != GGUF_MAGIC {
         let shown = String::from_utf8_lossy(magic).escape_debug().to_string();
-        return Err(cur.corrupt(0, format!("not a GGUF file: starts with \"{shown}\", not \"GGUF\"")));
+        return Err(cur.corrupt(
+            0,
+            format!("not a GGUF file: starts with \"{shown}\", not \"GGUF\""),
+        ));
     }
     let version = cur.u32(&|| "the version".into())?;
     match version {
@@ -389,13 +402,13 @@ fn parse(mapping: &Mapping) -> Result<Header> {
         ));
     }
 
-    let mut metadata = Vec::with_capacity(kv_count as usize);
-    let mut keys: HashMap<String, ()> = HashMap::with_capacity(kv_count as usize);
+    let mut metadata = Vec::with_capacity(capacity_hint(kv_count));
+    let mut keys = HashSet::with_capacity(capacity_hint(kv_count));
     let mut alignment = DEFAULT_ALIGNMENT;
     for i in 0..kv_count {
         let entry_at = cur.pos();
         let key = cur.string(&|| format!("metadata key {i}"))?;
-        if keys.contains_key(&key) {
+        if keys.contains(&key) {
             return Err(cur.corrupt(entry_at, format!("duplicate metadata key '{key}'")));
         }
         let what = || format!("metadata '{key}'");
@@ -415,23 +428,23 @@ fn parse(mapping: &Mapping) -> Result<Header> {
                 }
             };
         }
-        keys.insert(key.clone(), ());
+        keys.insert(key.clone());
         metadata.push((key, value));
     }
 
-    let mut entries: Vec<Entry> = Vec::with_capacity(tensor_count as usize);
-    let mut names: HashMap<String, ()> = HashMap::with_capacity(tensor_count as usize);
+    let mut entries: Vec<Entry> = Vec::with_capacity(capacity_hint(tensor_count));
+    let mut names = HashSet::with_capacity(capacity_hint(tensor_count));
     for i in 0..tensor_count {
         let entry_at = cur.pos();
         let name = cur.string(&|| format!("the name of tensor {i}"))?;
         if name.is_empty() {
             return Err(cur.corrupt(entry_at, format!("tensor {i} has an empty name")));
         }
-        if names.contains_key(&name) {
+        if names.contains(&name) {
             return Err(cur.corrupt(entry_at, format!("duplicate tensor name '{name}'")));
         }
         let entry = tensor_entry(&mut cur, name.clone(), alignment)?;
-        names.insert(name, ());
+        names.insert(name);
         entries.push(entry);
     }
 
@@ -439,7 +452,10 @@ fn parse(mapping: &Mapping) -> Result<Header> {
     let data_offset = header_end
         .checked_next_multiple_of(alignment)
         .ok_or_else(|| {
-            cur.corrupt(header_end, format!("aligning the data section to {alignment} overflows"))
+            cur.corrupt(
+                header_end,
+                format!("aligning the data section to {alignment} overflows"),
+            )
         })?;
 
     let mut tensors = Vec::with_capacity(entries.len());
@@ -545,7 +561,7 @@ fn tensor_entry(cur: &mut Cursor<'_>, name: String, alignment: u64) -> Result<En
         ),
     })?;
     let block = dtype.block_size() as u64;
-    if ne[0] % block != 0 {
+    if !ne[0].is_multiple_of(block) {
         return Err(cur.corrupt(
             n_dims_at + 4,
             format!(
@@ -560,7 +576,7 @@ fn tensor_entry(cur: &mut Cursor<'_>, name: String, alignment: u64) -> Result<En
         .ok_or_else(|| cur.corrupt(n_dims_at, format!("tensor '{name}': byte size overflows")))?;
     let offset_field_at = cur.pos();
     let offset = cur.u64(&|| format!("the data offset of tensor '{name}'"))?;
-    if offset % alignment != 0 {
+    if !offset.is_multiple_of(alignment) {
         return Err(cur.corrupt(
             offset_field_at,
             format!(

@@ -149,7 +149,10 @@ impl<'a> Cursor<'a> {
             Ok(s) => Ok(s.to_owned()),
             Err(e) => {
                 let bad = at + e.valid_up_to() as u64;
-                Err(self.corrupt(bad, format!("{} is not valid UTF-8 (at byte {bad})", what())))
+                Err(self.corrupt(
+                    bad,
+                    format!("{} is not valid UTF-8 (at byte {bad})", what()),
+                ))
             }
         }
     }
@@ -172,6 +175,37 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// Moves past `count` consecutive GGUF strings (a tokenizer's vocabulary or merges)
+    /// without reading their bytes. Strings that lie wholly in the bytes at hand (the map,
+    /// or the read-ahead window) are stepped over in a tight loop; the others, and every
+    /// error, go through [`Cursor::skip_string`].
+    fn skip_strings(&mut self, count: u64, what: &dyn Fn(u64) -> String) -> Result<()> {
+        let mut i = 0;
+        while i < count {
+            let (bytes, base) = match self.mapped {
+                Some(bytes) => (bytes, 0),
+                None => (self.window.as_slice(), self.window_start),
+            };
+            let mut at = self.pos.saturating_sub(base) as usize;
+            if self.pos >= base {
+                while i < count && bytes.len().saturating_sub(at) >= 8 {
+                    let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+                    match len.checked_add(8) {
+                        Some(n) if n <= (bytes.len() - at) as u64 => at += n as usize,
+                        _ => break,
+                    }
+                    i += 1;
+                }
+                self.pos = base + at as u64;
+            }
+            if i < count {
+                self.skip_string(&|| what(i))?;
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// A value type id, checked.
     pub(super) fn meta_type(&mut self, what: &dyn Fn() -> String) -> Result<MetaType> {
         let at = self.pos;
@@ -179,7 +213,10 @@ impl<'a> Cursor<'a> {
         MetaType::from_id(id).ok_or_else(|| {
             self.corrupt(
                 at,
-                format!("{} has unknown value type id {id} (GGUF defines 0 to 12)", what()),
+                format!(
+                    "{} has unknown value type id {id} (GGUF defines 0 to 12)",
+                    what()
+                ),
             )
         })
     }
@@ -223,12 +260,19 @@ impl<'a> Cursor<'a> {
 
     /// Reads an array's header (element type, length), checks that its elements can fit in
     /// the rest of the file, and skips over them.
-    pub(super) fn locate_array(&mut self, depth: u32, what: &dyn Fn() -> String) -> Result<MetaArray> {
+    pub(super) fn locate_array(
+        &mut self,
+        depth: u32,
+        what: &dyn Fn() -> String,
+    ) -> Result<MetaArray> {
         let header_at = self.pos;
         if depth >= MAX_ARRAY_DEPTH {
             return Err(self.corrupt(
                 header_at,
-                format!("{} nests arrays deeper than {MAX_ARRAY_DEPTH} levels", what()),
+                format!(
+                    "{} nests arrays deeper than {MAX_ARRAY_DEPTH} levels",
+                    what()
+                ),
             ));
         }
         let elem_type = self.meta_type(&|| format!("the elements of {}", what()))?;
@@ -252,11 +296,7 @@ impl<'a> Cursor<'a> {
         let element = |i: u64| format!("element {i} of {}", what());
         match elem_type.fixed_size() {
             Some(size) => self.skip(len * size, &|| format!("the elements of {}", what()))?,
-            None if elem_type == MetaType::String => {
-                for i in 0..len {
-                    self.skip_string(&|| element(i))?;
-                }
-            }
+            None if elem_type == MetaType::String => self.skip_strings(len, &element)?,
             None => {
                 for i in 0..len {
                     self.locate_array(depth + 1, &|| element(i))?;

@@ -14,7 +14,9 @@ fn write(w: &GgufWriter) -> (tempfile::TempDir, std::path::PathBuf) {
 
 fn bytes_for(dtype: DType, shape: &[usize], seed: u8) -> Vec<u8> {
     let n = dtype.bytes_for(shape.iter().product()).unwrap();
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn all_scalars() -> Vec<(&'static str, WriteValue)> {
@@ -43,7 +45,8 @@ fn every_metadata_type_round_trips() {
     for (k, v) in all_scalars() {
         // An array of each scalar type, two elements.
         let items = vec![v.clone(), v.clone()];
-        w.add_array(format!("{k}.array"), v.meta_type(), items).unwrap();
+        w.add_array(format!("{k}.array"), v.meta_type(), items)
+            .unwrap();
     }
     let nested = WriteValue::array(
         MetaType::Array,
@@ -74,14 +77,23 @@ fn every_metadata_type_round_trips() {
             assert_eq!(read.meta_type(), v.meta_type());
             let arr = f.get(&format!("{k}.array")).unwrap();
             let arr_w = f.to_write_value(arr).unwrap();
-            assert_eq!(arr_w, WriteValue::array(v.meta_type(), vec![v.clone(), v]).unwrap());
+            assert_eq!(
+                arr_w,
+                WriteValue::array(v.meta_type(), vec![v.clone(), v]).unwrap()
+            );
             assert_eq!(arr.type_name(), "array");
         }
-        assert_eq!(f.to_write_value(f.get("t.nested").unwrap()).unwrap(), nested);
+        assert_eq!(
+            f.to_write_value(f.get("t.nested").unwrap()).unwrap(),
+            nested
+        );
         let MetaValue::Array(outer) = f.get("t.nested").unwrap() else {
             panic!("t.nested is not an array")
         };
-        assert_eq!((outer.elem_type(), outer.len(), outer.depth()), (MetaType::Array, 4, 0));
+        assert_eq!(
+            (outer.elem_type(), outer.len(), outer.depth()),
+            (MetaType::Array, 4, 0)
+        );
         let inner = f.array_values(outer).unwrap();
         let first = inner[0].as_array().unwrap();
         assert_eq!(first.depth(), 1);
@@ -174,7 +186,11 @@ fn every_dtype_round_trips_with_shape_outermost_first() {
             assert_eq!(f.tensor(name), Some(t));
         }
         let last = f.tensors().last().unwrap();
-        assert_eq!(last.offset + last.len, f.mapping().len(), "no trailing padding");
+        assert_eq!(
+            last.offset + last.len,
+            f.mapping().len(),
+            "no trailing padding"
+        );
     }
 }
 
@@ -197,7 +213,9 @@ fn version_2_and_custom_alignment_are_read() {
     }
     assert!(GgufWriter::with_alignment(0).is_err());
     assert!(GgufWriter::with_alignment(48).is_err());
-    assert!(GgufWriter::new().add_metadata(ALIGNMENT_KEY, 64u32).is_err());
+    assert!(GgufWriter::new()
+        .add_metadata(ALIGNMENT_KEY, 64u32)
+        .is_err());
 }
 
 #[test]
@@ -219,20 +237,42 @@ fn forced_reads_cross_read_ahead_windows() {
         assert_eq!(f.get_string_array("tokens").unwrap(), tokens);
         let arr = f.get("tokens").unwrap().as_array().unwrap();
         assert_eq!(arr.len(), 30_000);
-        assert_eq!(arr.byte_len(), tokens.iter().map(|t| 8 + t.len() as u64).sum::<u64>());
+        assert_eq!(
+            arr.byte_len(),
+            tokens.iter().map(|t| 8 + t.len() as u64).sum::<u64>()
+        );
     }
 }
 
 #[test]
 fn writer_refuses_inconsistent_tensors_and_values() {
     let mut w = GgufWriter::new();
-    assert!(w.add_tensor("a", DType::F32, &[2], &[0; 4]).is_err(), "wrong byte count");
-    assert!(w.add_tensor("a", DType::Q4_0, &[2, 16], &[0; 18]).is_err(), "partial block");
-    assert!(w.add_tensor("a", DType::F32, &[], &[]).is_err(), "no dimensions");
-    assert!(w.add_tensor("a", DType::F32, &[1, 1, 1, 1, 1], &[0; 4]).is_err(), "5 dims");
-    assert!(w.add_tensor("a", DType::F32, &[0], &[]).is_err(), "zero dim");
+    assert!(
+        w.add_tensor("a", DType::F32, &[2], &[0; 4]).is_err(),
+        "wrong byte count"
+    );
+    assert!(
+        w.add_tensor("a", DType::Q4_0, &[2, 16], &[0; 18]).is_err(),
+        "partial block"
+    );
+    assert!(
+        w.add_tensor("a", DType::F32, &[], &[]).is_err(),
+        "no dimensions"
+    );
+    assert!(
+        w.add_tensor("a", DType::F32, &[1, 1, 1, 1, 1], &[0; 4])
+            .is_err(),
+        "5 dims"
+    );
+    assert!(
+        w.add_tensor("a", DType::F32, &[0], &[]).is_err(),
+        "zero dim"
+    );
     w.add_tensor("a", DType::F32, &[1], &[0; 4]).unwrap();
-    assert!(w.add_tensor("a", DType::F32, &[1], &[0; 4]).is_err(), "duplicate name");
+    assert!(
+        w.add_tensor("a", DType::F32, &[1], &[0; 4]).is_err(),
+        "duplicate name"
+    );
     w.add_metadata("k", 1u8).unwrap();
     assert!(w.add_metadata("k", 2u8).is_err(), "duplicate key");
     let mixed = WriteValue::Array {
@@ -262,4 +302,32 @@ fn huge_sparse_file_is_written_and_opened_instantly() {
     f.mapping().read_exact_at(last.offset, &mut buf).unwrap();
     assert_eq!(buf, [0; 34]);
     assert!(start.elapsed().as_secs() < 10, "took {:?}", start.elapsed());
+}
+
+#[test]
+fn forged_counts_in_a_huge_file_fail_fast_without_reserving_memory() {
+    // A 31 GB sparse file lets a billion-entry count pass the "fits in the file" check; the
+    // parser must still not reserve memory for a billion entries up front.
+    use std::io::{Seek, SeekFrom, Write};
+    let mut w = GgufWriter::new();
+    for i in 0..700 {
+        w.add_tensor_placeholder(format!("t{i}"), DType::Q8_0, &[5120, 8192])
+            .unwrap();
+    }
+    let (_dir, path) = write(&w);
+    for (field_at, count) in [(8u64, 900_000_000u64), (16, 2_000_000_000)] {
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(SeekFrom::Start(8)).unwrap();
+        file.write_all(&700u64.to_le_bytes()).unwrap();
+        file.write_all(&0u64.to_le_bytes()).unwrap();
+        file.seek(SeekFrom::Start(field_at)).unwrap();
+        file.write_all(&count.to_le_bytes()).unwrap();
+        drop(file);
+        for policy in POLICIES {
+            let start = Instant::now();
+            let err = GgufFile::open(&path, policy).unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+            assert!(start.elapsed().as_secs() < 5, "took {:?}", start.elapsed());
+        }
+    }
 }

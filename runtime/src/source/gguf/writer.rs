@@ -251,7 +251,11 @@ impl GgufWriter {
 
     /// Adds a metadata entry. Keys must be unique; set the alignment with
     /// [`GgufWriter::with_alignment`], not through this.
-    pub fn add_metadata(&mut self, key: impl Into<String>, value: impl Into<WriteValue>) -> Result<()> {
+    pub fn add_metadata(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<WriteValue>,
+    ) -> Result<()> {
         let key = key.into();
         let value = value.into();
         if key == ALIGNMENT_KEY && !self.keys.contains(ALIGNMENT_KEY) {
@@ -269,14 +273,25 @@ impl GgufWriter {
     }
 
     /// Adds an array entry: `items` must all have type `elem_type`.
-    pub fn add_array(&mut self, key: impl Into<String>, elem_type: MetaType, items: Vec<WriteValue>) -> Result<()> {
+    pub fn add_array(
+        &mut self,
+        key: impl Into<String>,
+        elem_type: MetaType,
+        items: Vec<WriteValue>,
+    ) -> Result<()> {
         let value = WriteValue::array(elem_type, items)?;
         self.add_metadata(key, value)
     }
 
     /// Adds a tensor of `shape` (outermost first) whose bytes are `data`, which must be
     /// exactly the size `dtype` and `shape` call for.
-    pub fn add_tensor(&mut self, name: impl Into<String>, dtype: DType, shape: &[usize], data: &[u8]) -> Result<()> {
+    pub fn add_tensor(
+        &mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        shape: &[usize],
+        data: &[u8],
+    ) -> Result<()> {
         let name = name.into();
         let len = self.check_tensor(&name, dtype, shape)?;
         if data.len() as u64 != len {
@@ -292,7 +307,12 @@ impl GgufWriter {
     /// Adds a tensor of `shape` (outermost first) that takes its space in the file but
     /// whose bytes are not written (they read as zeros; on most filesystems they take no
     /// disk space).
-    pub fn add_tensor_placeholder(&mut self, name: impl Into<String>, dtype: DType, shape: &[usize]) -> Result<()> {
+    pub fn add_tensor_placeholder(
+        &mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        shape: &[usize],
+    ) -> Result<()> {
         let name = name.into();
         let len = self.check_tensor(&name, dtype, shape)?;
         self.push_tensor(name, dtype, shape, len, None);
@@ -308,13 +328,16 @@ impl GgufWriter {
             return bad("added twice".into());
         }
         if shape.is_empty() || shape.len() > MAX_DIMS {
-            return bad(format!("GGUF tensors have 1 to {MAX_DIMS} dimensions, not {}", shape.len()));
+            return bad(format!(
+                "GGUF tensors have 1 to {MAX_DIMS} dimensions, not {}",
+                shape.len()
+            ));
         }
         if shape.contains(&0) {
             return bad(format!("shape {shape:?} has a zero dimension"));
         }
         let row = shape[shape.len() - 1];
-        if row % dtype.block_size() != 0 {
+        if !row.is_multiple_of(dtype.block_size()) {
             return bad(format!(
                 "row length {row} is not a multiple of {dtype}'s block size {}",
                 dtype.block_size()
@@ -328,7 +351,14 @@ impl GgufWriter {
             .map_or_else(|| bad(format!("shape {shape:?} overflows")), Ok)
     }
 
-    fn push_tensor(&mut self, name: String, dtype: DType, shape: &[usize], len: u64, data: Option<Vec<u8>>) {
+    fn push_tensor(
+        &mut self,
+        name: String,
+        dtype: DType,
+        shape: &[usize],
+        len: u64,
+        data: Option<Vec<u8>>,
+    ) {
         self.names.insert(name.clone());
         self.tensors.push(PendingTensor {
             name,
@@ -398,7 +428,8 @@ impl GgufWriter {
         out.write_all(&header).map_err(io)?;
         for (t, offset) in self.tensors.iter().zip(offsets) {
             if let Some(data) = &t.data {
-                out.seek(SeekFrom::Start(data_offset + offset)).map_err(io)?;
+                out.seek(SeekFrom::Start(data_offset + offset))
+                    .map_err(io)?;
                 out.write_all(data).map_err(io)?;
             }
         }

@@ -1,0 +1,76 @@
+//! Open-time comparison on the same GGUF files, in one run: lazyforge's
+//! `Checkpoint::open` (metadata, tensor table, validation) against candle's
+//! `gguf_file::Content::read` (metadata and tensor table).
+//!
+//! `cargo run --release --manifest-path bench/peers/Cargo.toml -- FILE.gguf...`
+//! Prints the median of 200 opens per file and the ratio lazyforge / candle.
+//! `-- --make DIR` first writes DIR/small.gguf (~1 MB) and DIR/large.gguf (~33 GB, sparse),
+//! each with the same 700-entry tensor table, as `runtime/benches/open.rs` does.
+
+use lazyforge::source::gguf::{GgufWriter, MetaType, WriteValue};
+use lazyforge::DType;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn median<F: FnMut()>(mut f: F) -> Duration {
+    let mut times: Vec<Duration> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn write_synthetic(path: &Path, rows: usize, cols: usize, dtype: DType) {
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", WriteValue::String("llama".into()))
+        .expect("valid metadata");
+    let tokens = (0..32000).map(|i| WriteValue::String(format!("tok{i}"))).collect();
+    w.add_array("tokenizer.ggml.tokens", MetaType::String, tokens)
+        .expect("valid metadata");
+    for i in 0..700 {
+        w.add_tensor_placeholder(format!("blk.{}.t{}.weight", i / 7, i % 7), dtype, &[rows, cols])
+            .expect("valid tensor");
+    }
+    w.write_to_path(path).expect("writable directory");
+}
+
+fn main() {
+    let mut files: Vec<String> = std::env::args().skip(1).collect();
+    if files.first().map(String::as_str) == Some("--make") {
+        let dir = Path::new(files.get(1).expect("--make DIR"));
+        write_synthetic(&dir.join("small.gguf"), 16, 32, DType::F16);
+        write_synthetic(&dir.join("large.gguf"), 4096, 11008, DType::Q8_0);
+        files.drain(..2);
+    }
+    if files.is_empty() {
+        eprintln!("usage: lazyforge-peer-bench FILE.gguf...");
+        std::process::exit(2);
+    }
+    println!("| file | bytes | tensors | lazyforge open | candle open | lazyforge / candle |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for f in &files {
+        let path = Path::new(f);
+        let bytes = std::fs::metadata(path).expect("file exists").len();
+        let n = lazyforge::Checkpoint::open(path).expect("lazyforge opens it").tensors().len();
+        let ours = median(|| {
+            std::hint::black_box(lazyforge::Checkpoint::open(path).expect("opens"));
+        });
+        let theirs = median(|| {
+            let mut file = std::fs::File::open(path).expect("opens");
+            std::hint::black_box(
+                candle_core::quantized::gguf_file::Content::read(&mut file).expect("candle reads it"),
+            );
+        });
+        println!(
+            "| {} | {bytes} | {n} | {:.1} µs | {:.1} µs | {:.2} |",
+            path.file_name().unwrap().to_string_lossy(),
+            ours.as_secs_f64() * 1e6,
+            theirs.as_secs_f64() * 1e6,
+            ours.as_secs_f64() / theirs.as_secs_f64()
+        );
+    }
+}
