@@ -104,11 +104,11 @@ def f16_case(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
             0x0400, 0x7BFF, 0xFBFF,  # smallest normal, +-max
             0x3C00, 0xBC00, 0x3555,  # 1, -1, ~1/3
             0x7C00, 0xFC00,  # +-inf
-            0x7E00, 0xFE01,  # NaNs (quiet, and signed with payload)
+            0x7E00, 0xFE01, 0x7C01,  # NaNs (quiet, signed with payload, signalling)
         ],
         dtype=np.uint16,
     )
-    bits = np.concatenate([special, rng.integers(0, 1 << 16, size=112, dtype=np.uint16)])
+    bits = np.concatenate([special, rng.integers(0, 1 << 16, size=111, dtype=np.uint16)])
     bits = bits.astype("<u2")
     expected = bits.view(np.float16).astype(np.float32)
     reference = quants.dequantize(bits.view(np.uint8), GGMLQuantizationType.F16).reshape(-1)
@@ -124,11 +124,11 @@ def bf16_case(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
             0x0080, 0x7F7F, 0xFF7F,  # smallest normal, +-max
             0x3F80, 0xBF80, 0x3EAB,  # 1, -1, ~1/3
             0x7F80, 0xFF80,  # +-inf
-            0x7FC0, 0xFFC1,  # NaNs
+            0x7FC0, 0xFFC1, 0x7F81,  # NaNs (quiet, signed with payload, signalling)
         ],
         dtype=np.uint16,
     )
-    bits = np.concatenate([special, rng.integers(0, 1 << 16, size=113, dtype=np.uint16)])
+    bits = np.concatenate([special, rng.integers(0, 1 << 16, size=112, dtype=np.uint16)])
     bits = bits.astype("<u2")
     expected = (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
     reference = quants.dequantize(bits.view(np.uint8), GGMLQuantizationType.BF16).reshape(-1)

@@ -3,14 +3,14 @@
 //!
 //! One function per format decodes one block; its comment gives ggml's `block_*` layout.
 //! The arithmetic follows ggml's `dequantize_row_*` operation for operation (the same
-//! products, in the same order, with no fused multiply-add), so every value is bit-exact
-//! with ggml and with gguf-py's numpy dequantizer. The fixtures in `fixtures/dequant/` pin
-//! this.
+//! products, in the same order, never fused into a multiply-add), so every value is
+//! bit-exact with gguf-py's numpy dequantizer and with ggml's C reference built without FMA
+//! contraction. The fixtures in `fixtures/dequant/` pin this.
 
 use super::DType;
 use crate::error::{Error, Result};
+use half::f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
-use half::{bf16, f16};
 use rayon::prelude::*;
 
 /// Above this many values, [`dequantize`] splits the work across rayon's threads.
@@ -63,9 +63,8 @@ pub fn dequantize_block(dtype: DType, block: &[u8], out: &mut [f32]) {
 /// `sum_i dequantize(row)[i] * x[i]`, in exact `f32` arithmetic (activations are not
 /// rounded to 8 bits as llama.cpp does).
 ///
-/// Each group of blocks is dequantized into a stack buffer and multiplied into
-/// [`DOT_LANES`] independent partial sums, so the inner loops vectorize; this is the decode
-/// hot path. The summation order differs from a sequential sum, so results may differ from
+/// Each group of blocks is dequantized into a stack buffer and multiplied into 32
+/// independent partial sums, so the inner loops vectorize; this is the decode hot path. The summation order differs from a sequential sum, so results may differ from
 /// one in the last bits.
 ///
 /// Returns an error if `row` does not encode exactly `x.len()` values.
@@ -97,7 +96,7 @@ pub fn dot(dtype: DType, row: &[u8], x: &[f32]) -> Result<f32> {
 /// Checks that `n_bytes` of `dtype` encode exactly `n_values` values.
 fn check_len(op: &str, dtype: DType, n_bytes: usize, n_values: usize) -> Result<()> {
     let (bs, ts) = (dtype.block_size(), dtype.type_size());
-    if n_bytes % ts != 0 || (n_bytes / ts).checked_mul(bs) != Some(n_values) {
+    if !n_bytes.is_multiple_of(ts) || (n_bytes / ts).checked_mul(bs) != Some(n_values) {
         return Err(Error::Invalid(format!(
             "{op} {dtype}: {n_bytes} bytes do not encode {n_values} values \
              ({ts} bytes per {bs} values)"
@@ -142,31 +141,36 @@ fn each_block<const TS: usize, const BS: usize>(
     }
 }
 
-/// [`dot`]'s loop: decodes up to [`DOT_GROUP`] values at a time with `decode` and
-/// accumulates their products with `x`.
+/// [`dot`]'s loop: decodes up to [`DOT_GROUP`] values at a time with `decode` into a stack
+/// buffer and accumulates their products with `x`.
 #[inline(always)]
 fn dot_groups(row: &[u8], x: &[f32], dtype: DType, decode: impl Fn(&[u8], &mut [f32])) -> f32 {
     let group_bytes = DOT_GROUP / dtype.block_size() * dtype.type_size();
     let mut buf = [0f32; DOT_GROUP];
     let mut acc = [0f32; DOT_LANES];
     for (b, x) in row.chunks(group_bytes).zip(x.chunks(DOT_GROUP)) {
-        let y = &mut buf[..x.len()];
-        decode(b, y);
-        let (mut yc, mut xc) = (y.chunks_exact(DOT_LANES), x.chunks_exact(DOT_LANES));
-        for (y, x) in (&mut yc).zip(&mut xc) {
+        let w = &mut buf[..x.len()];
+        decode(b, w);
+        let (mut wc, mut xc) = (w.chunks_exact(DOT_LANES), x.chunks_exact(DOT_LANES));
+        for (w, x) in (&mut wc).zip(&mut xc) {
             for l in 0..DOT_LANES {
-                acc[l] += y[l] * x[l];
+                acc[l] += w[l] * x[l];
             }
         }
         // Only plain-float rows have a tail shorter than DOT_LANES.
-        for (a, (y, x)) in acc
+        for (a, (w, x)) in acc
             .iter_mut()
-            .zip(yc.remainder().iter().zip(xc.remainder()))
+            .zip(wc.remainder().iter().zip(xc.remainder()))
         {
-            *a += y * x;
+            *a += w * x;
         }
     }
-    // Pairwise reduction of the lanes.
+    reduce(acc)
+}
+
+/// Sums the lanes pairwise.
+#[inline(always)]
+fn reduce(mut acc: [f32; DOT_LANES]) -> f32 {
     let mut n = DOT_LANES;
     while n > 1 {
         n /= 2;
@@ -177,10 +181,11 @@ fn dot_groups(row: &[u8], x: &[f32], dtype: DType, decode: impl Fn(&[u8], &mut [
     acc[0]
 }
 
-/// Reads the little-endian f16 at `b[i..i + 2]` as f32 (exact).
+/// Reads the little-endian f16 at `b[i..i + 2]` as f32 (exact). The portable conversion
+/// inlines into the block loops, where a scale or two per block is converted.
 #[inline(always)]
 fn f16_at(b: &[u8], i: usize) -> f32 {
-    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32_const()
 }
 
 /// F32: one little-endian IEEE 754 single.
@@ -203,10 +208,11 @@ fn dequantize_f16_run(bytes: &[u8], out: &mut [f32]) {
     }
 }
 
-/// BF16: the top 16 bits of an f32, little-endian (exact).
+/// BF16: the top 16 bits of an f32, little-endian. A plain shift, as in ggml, so even
+/// signalling NaNs keep their bits.
 #[inline(always)]
 fn dequantize_bf16(b: &[u8; 2], y: &mut [f32; 1]) {
-    y[0] = bf16::from_le_bytes(*b).to_f32();
+    y[0] = f32::from_bits((u16::from_le_bytes(*b) as u32) << 16);
 }
 
 /// Q4_0, 18 bytes: `d: f16`, `qs[16]`. Value `j` (< 16) is the low nibble of `qs[j]`, value
@@ -240,10 +246,11 @@ fn dequantize_q5_0(b: &[u8; 22], y: &mut [f32; 32]) {
     let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
     let qs = &b[6..22];
     for j in 0..16 {
-        let h0 = ((qh >> j) << 4) & 0x10;
-        let h1 = (qh >> (j + 12)) & 0x10;
-        y[j] = (((qs[j] & 0x0F) as u32 | h0) as i32 - 16) as f32 * d;
-        y[j + 16] = (((qs[j] >> 4) as u32 | h1) as i32 - 16) as f32 * d;
+        // A mask test rather than ggml's per-value shift (same bits): it vectorizes.
+        let h0 = if qh & (1 << j) != 0 { 0x10 } else { 0 };
+        let h1 = if qh & (1 << (j + 16)) != 0 { 0x10 } else { 0 };
+        y[j] = (((qs[j] & 0x0F) | h0) as i32 - 16) as f32 * d;
+        y[j + 16] = (((qs[j] >> 4) | h1) as i32 - 16) as f32 * d;
     }
 }
 
@@ -255,10 +262,10 @@ fn dequantize_q5_1(b: &[u8; 24], y: &mut [f32; 32]) {
     let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
     let qs = &b[8..24];
     for j in 0..16 {
-        let h0 = ((qh >> j) << 4) & 0x10;
-        let h1 = (qh >> (j + 12)) & 0x10;
-        y[j] = ((qs[j] & 0x0F) as u32 | h0) as f32 * d + m;
-        y[j + 16] = ((qs[j] >> 4) as u32 | h1) as f32 * d + m;
+        let h0 = if qh & (1 << j) != 0 { 0x10 } else { 0 };
+        let h1 = if qh & (1 << (j + 16)) != 0 { 0x10 } else { 0 };
+        y[j] = ((qs[j] & 0x0F) | h0) as f32 * d + m;
+        y[j + 16] = ((qs[j] >> 4) | h1) as f32 * d + m;
     }
 }
 
@@ -271,35 +278,51 @@ fn dequantize_q8_0(b: &[u8; 34], y: &mut [f32; 32]) {
     }
 }
 
+/// `y[16 s + l] = scale[s] * q[16 s + l] - min[s]` over the sixteen 16-value sub-blocks of
+/// a K-quant block. `l` is the outer loop so that the compiler vectorizes along a sub-block
+/// (in the other order it unrolls the 16 values and vectorizes across sub-blocks, with
+/// gathers).
+#[inline(always)]
+fn scale_sub_blocks_16(y: &mut [f32; 256], q: &[i8; 256], scale: &[f32; 16], min: &[f32; 16]) {
+    for l in 0..16 {
+        for s in 0..16 {
+            y[16 * s + l] = scale[s] * q[16 * s + l] as f32 - min[s];
+        }
+    }
+}
+
+/// As [`scale_sub_blocks_16`], without a minimum: `y[16 s + l] = scale[s] * q[16 s + l]`.
+#[inline(always)]
+fn scale_sub_blocks_16_no_min(y: &mut [f32; 256], q: &[i8; 256], scale: &[f32; 16]) {
+    for l in 0..16 {
+        for s in 0..16 {
+            y[16 * s + l] = scale[s] * q[16 * s + l] as f32;
+        }
+    }
+}
+
 /// Q2_K, 84 bytes: `scales[16]`, `qs[64]`, `d: f16`, `dmin: f16`. Sixteen sub-blocks of 16
 /// values; sub-block `s` has scale `d * (scales[s] & 15)` and minimum
 /// `dmin * (scales[s] >> 4)`. Each half of 128 values reads its 32 bytes of `qs` in four
-/// passes, two bits at a time (shift 0, 2, 4, 6); each pass covers two sub-blocks, one per
-/// 16 bytes. `y = dl * q - ml`.
+/// passes, two bits at a time (shift 0, 2, 4, 6); `y = dl * q - ml`.
 #[inline(always)]
 fn dequantize_q2_k(b: &[u8; 84], y: &mut [f32; 256]) {
     let (scales, qs) = (&b[0..16], &b[16..80]);
     let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
-    // Unpack the 2-bit values into value order first: simple byte loops that vectorize.
-    let mut q = [0u8; 256];
+    let mut q = [0i8; 256];
     for (q, qs) in q.chunks_exact_mut(128).zip(qs.chunks_exact(32)) {
         for (pass, q) in q.chunks_exact_mut(32).enumerate() {
             for (q, &b) in q.iter_mut().zip(qs) {
-                *q = (b >> (2 * pass)) & 3;
+                *q = ((b >> (2 * pass)) & 3) as i8;
             }
         }
     }
-    let mut dl = [0f32; 16];
-    let mut ml = [0f32; 16];
+    let (mut dl, mut ml) = ([0f32; 16], [0f32; 16]);
     for ((dl, ml), &sc) in dl.iter_mut().zip(&mut ml).zip(scales) {
         *dl = d * (sc & 0x0F) as f32;
         *ml = dmin * (sc >> 4) as f32;
     }
-    for l in 0..16 {
-        for s in 0..16 {
-            y[16 * s + l] = dl[s] * q[16 * s + l] as f32 - ml[s];
-        }
-    }
+    scale_sub_blocks_16(y, &q, &dl, &ml);
 }
 
 /// Q3_K, 110 bytes: `hmask[32]`, `qs[64]`, `scales[12]`, `d: f16`. Sixteen sub-blocks of 16
@@ -311,29 +334,23 @@ fn dequantize_q2_k(b: &[u8; 84], y: &mut [f32; 256]) {
 fn dequantize_q3_k(b: &[u8; 110], y: &mut [f32; 256]) {
     let (hmask, qs, sb) = (&b[0..32], &b[32..96], &b[96..108]);
     let d = f16_at(b, 108);
-    let mut scales = [0f32; 16];
-    for (s, scale) in scales.iter_mut().enumerate() {
-        let low = if s < 8 { sb[s] & 0x0F } else { sb[s - 8] >> 4 };
-        let high = (sb[8 + s % 4] >> (2 * (s / 4))) & 3;
-        *scale = d * ((low | (high << 4)) as i32 - 32) as f32;
-    }
-    let halves = y.chunks_exact_mut(128).zip(qs.chunks_exact(32));
-    for (half, ((y, qs), scales)) in halves.zip(scales.chunks_exact(8)).enumerate() {
-        for (pass, (y, scales)) in y
-            .chunks_exact_mut(32)
-            .zip(scales.chunks_exact(2))
-            .enumerate()
-        {
-            let (shift, bit) = (2 * pass, 1u8 << (4 * half + pass));
-            let subs = y.chunks_exact_mut(16).zip(qs.chunks_exact(16));
-            for (((y, q), hm), &dl) in subs.zip(hmask.chunks_exact(16)).zip(scales) {
-                for ((y, &q), &h) in y.iter_mut().zip(q).zip(hm) {
-                    let sub = if h & bit != 0 { 0 } else { 4 };
-                    *y = dl * (((q as i32 >> shift) & 3) - sub) as f32;
-                }
+    let mut q = [0i8; 256];
+    for (half, (q, qs)) in q.chunks_exact_mut(128).zip(qs.chunks_exact(32)).enumerate() {
+        for (pass, q) in q.chunks_exact_mut(32).enumerate() {
+            let bit = 1u8 << (4 * half + pass);
+            for ((q, &b), &h) in q.iter_mut().zip(qs).zip(hmask) {
+                let sub = if h & bit != 0 { 0 } else { 4 };
+                *q = ((b >> (2 * pass)) & 3) as i8 - sub;
             }
         }
     }
+    let mut dl = [0f32; 16];
+    for (s, dl) in dl.iter_mut().enumerate() {
+        let low = if s < 8 { sb[s] & 0x0F } else { sb[s - 8] >> 4 };
+        let high = (sb[8 + s % 4] >> (2 * (s / 4))) & 3;
+        *dl = d * ((low | (high << 4)) as i32 - 32) as f32;
+    }
+    scale_sub_blocks_16_no_min(y, &q, &dl);
 }
 
 /// The 6-bit scale and minimum of sub-block `j` (0..8) of Q4_K and Q5_K, packed in 12 bytes
@@ -395,29 +412,31 @@ fn dequantize_q5_k(b: &[u8; 176], y: &mut [f32; 256]) {
 }
 
 /// Q6_K, 210 bytes: `ql[128]`, `qh[64]`, `scales[16]: i8`, `d: f16`. Each half of 128
-/// values reads 64 bytes of `ql` (low nibbles), 32 of `qh` (two bits per value) and 8
+/// values reads 64 bytes of `ql` (low nibbles: bytes 0-31 low, 32-63 low, 0-31 high, 32-63
+/// high) and 32 of `qh` (two bits per value, shift 0, 2, 4, 6 in the same order); sixteen
 /// scales, one per 16 values; `y = (d * sc) * (q - 32)`.
 #[inline(always)]
 fn dequantize_q6_k(b: &[u8; 210], y: &mut [f32; 256]) {
     let d = f16_at(b, 208);
-    let halves = y
+    let mut q = [0i8; 256];
+    let halves = q
         .chunks_exact_mut(128)
         .zip(b[0..128].chunks_exact(64))
-        .zip(b[128..192].chunks_exact(32))
-        .zip(b[192..208].chunks_exact(8));
-    for (((y, ql), qh), sc) in halves {
-        for l in 0..32 {
-            let is = l / 16;
-            let q1 = ((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) as i32 - 32;
-            let q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-            y[l] = d * (sc[is] as i8) as f32 * q1 as f32;
-            y[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
-            y[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
-            y[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+        .zip(b[128..192].chunks_exact(32));
+    for ((q, ql), qh) in halves {
+        for (pass, q) in q.chunks_exact_mut(32).enumerate() {
+            let ql = &ql[32 * (pass % 2)..][..32];
+            let low_shift = 4 * (pass / 2);
+            for ((q, &l), &h) in q.iter_mut().zip(ql).zip(qh) {
+                *q = (((l >> low_shift) & 0x0F) | (((h >> (2 * pass)) & 3) << 4)) as i8 - 32;
+            }
         }
     }
+    let mut dl = [0f32; 16];
+    for (dl, &sc) in dl.iter_mut().zip(&b[192..208]) {
+        *dl = d * (sc as i8) as f32;
+    }
+    scale_sub_blocks_16_no_min(y, &q, &dl);
 }
 
 /// Q8_K, 292 bytes: `d: f32`, `qs[256]: i8`, `bsums[16]: i16` (sums of 16 `qs` each, used
@@ -433,6 +452,7 @@ fn dequantize_q8_k(b: &[u8; 292], y: &mut [f32; 256]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::bf16;
 
     /// A small deterministic generator (xorshift64*), so the tests need no extra crate.
     struct Rng(u64);

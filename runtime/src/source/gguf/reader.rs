@@ -189,7 +189,11 @@ impl<'a> Cursor<'a> {
             let mut at = self.pos.saturating_sub(base) as usize;
             if self.pos >= base {
                 while i < count && bytes.len().saturating_sub(at) >= 8 {
-                    let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+                    let len = u64::from_le_bytes(
+                        bytes[at..at + 8]
+                            .try_into()
+                            .expect("an 8-byte slice converts to [u8; 8]"),
+                    );
                     match len.checked_add(8) {
                         Some(n) if n <= (bytes.len() - at) as u64 => at += n as usize,
                         _ => break,
