@@ -4,15 +4,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn smollm2() -> PathBuf {
-    if let Ok(p) = std::env::var("LAZYFORGE_TEST_MODEL") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("LAZYFORGE_CACHE")
+    let p = std::env::var_os("LAZYFORGE_TEST_MODEL")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("lazyforge")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/lazyforge")))
-        .expect("HOME is set");
-    let p = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+        .unwrap_or_else(|| lazyforge::source::cache_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"));
     assert!(
         p.is_file(),
         "test model missing at {}: run `bash tools/fetch_test_model.sh` (or set LAZYFORGE_TEST_MODEL)",

@@ -1,11 +1,13 @@
 //! Checkpoint files: GGUF, safetensors (single and sharded), all read through one
 //! [`Mapping`] type. Opening reads metadata only.
 
+mod cache;
 pub mod checkpoint;
 pub mod gguf;
 mod mapping;
 pub mod safetensors;
 
+pub use cache::cache_dir;
 pub use mapping::{AlignedBytes, MapPolicy, Mapping};
 
 use crate::dtype::DType;

@@ -30,20 +30,8 @@ pub fn smollm2_path() -> PathBuf {
 
 /// Where [`smollm2_path`] looks, whether or not the file exists.
 fn smollm2_candidate() -> PathBuf {
-    let var = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(path) = var("LAZYFORGE_TEST_MODEL") {
-        return path;
+    match std::env::var_os("LAZYFORGE_TEST_MODEL").filter(|v| !v.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => lazyforge::source::cache_dir().join(SMOLLM2_FILE),
     }
-    if let Some(dir) = var("LAZYFORGE_CACHE") {
-        return dir.join(SMOLLM2_FILE);
-    }
-    if let Some(dir) = var("XDG_CACHE_HOME") {
-        return dir.join("lazyforge").join(SMOLLM2_FILE);
-    }
-    let home = var("HOME").unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache").join("lazyforge").join(SMOLLM2_FILE)
 }
