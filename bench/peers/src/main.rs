@@ -6,6 +6,7 @@
 //! Prints the median of 200 opens per file and the ratio lazyforge / candle.
 //! `-- --make DIR` first writes DIR/small.gguf (~1 MB) and DIR/large.gguf (~33 GB, sparse),
 //! each with the same 700-entry tensor table, as `runtime/benches/open.rs` does.
+//! `-- --matvec FILE NAME...` instead times matrix-vector products on the named weights.
 
 use lazyforge::source::gguf::{GgufWriter, MetaType, WriteValue};
 use lazyforge::DType;
@@ -38,8 +39,52 @@ fn write_synthetic(path: &Path, rows: usize, cols: usize, dtype: DType) {
     w.write_to_path(path).expect("writable directory");
 }
 
+/// Matrix-vector products on real weights of `file`: lazyforge's `ops::matvec` (f32
+/// activations, exact) against candle's `QMatMul::forward` (which quantizes the activations to
+/// 8 bits for its quantized kernels), both on the same loaded tensor bytes.
+fn matvec_bench(file: &Path, names: &[String]) {
+    use candle_core::Module;
+    let ckpt = lazyforge::Checkpoint::open(file).expect("lazyforge opens it");
+    let mut reader = std::fs::File::open(file).expect("opens");
+    let content = candle_core::quantized::gguf_file::Content::read(&mut reader).expect("candle reads it");
+    println!("| weight | dtype | shape | bytes | lazyforge matvec | candle QMatMul | lazyforge / candle |");
+    println!("|---|---|---|---:|---:|---:|---:|");
+    for name in names {
+        let lazy = ckpt.lazy(name, lazyforge::Device::Cpu).expect("tensor exists");
+        let w = lazy.get().expect("loads");
+        let cols = w.shape()[1];
+        let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        let qt = content
+            .tensor(&mut reader, name, &candle_core::Device::Cpu)
+            .expect("candle loads it");
+        let qmm = candle_core::quantized::QMatMul::from_qtensor(qt).expect("quantized matmul");
+        let xt = candle_core::Tensor::from_vec(x.clone(), (1, cols), &candle_core::Device::Cpu)
+            .expect("tensor");
+        let ours = median(|| {
+            std::hint::black_box(lazyforge::ops::matvec(w, &x).expect("shapes match"));
+        });
+        let theirs = median(|| {
+            std::hint::black_box(qmm.forward(&xt).expect("shapes match"));
+        });
+        println!(
+            "| {name} | {} | {:?} | {} | {:.1} µs | {:.1} µs | {:.2} |",
+            w.dtype(),
+            w.shape(),
+            w.bytes().len(),
+            ours.as_secs_f64() * 1e6,
+            theirs.as_secs_f64() * 1e6,
+            ours.as_secs_f64() / theirs.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     let mut files: Vec<String> = std::env::args().skip(1).collect();
+    if files.first().map(String::as_str) == Some("--matvec") {
+        let file = files.get(1).expect("--matvec FILE NAME...").clone();
+        matvec_bench(Path::new(&file), &files[2..]);
+        return;
+    }
     if files.first().map(String::as_str) == Some("--make") {
         let dir = Path::new(files.get(1).expect("--make DIR"));
         write_synthetic(&dir.join("small.gguf"), 16, 32, DType::F16);
