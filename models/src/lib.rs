@@ -1,3 +1,41 @@
-//! Models built on lazyforge, and the pieces of the `lazyforge` command-line tool.
+//! Models built on lazyforge, and the pieces of the `lazyforge` command-line tool: tokenizers
+//! built from checkpoint metadata, chat templates, token sampling and the generation loop.
+//!
+//! ```
+//! use lazyforge_models::{ChatMessage, ChatTemplate, Sampler, SamplingConfig};
+//!
+//! # fn main() -> lazyforge_models::Result<()> {
+//! // A chat template as a checkpoint ships it (Jinja), rendered like transformers does.
+//! let template = ChatTemplate::new(
+//!     "{% for m in messages %}<|{{ m.role }}|>{{ m.content.strip() }}\n{% endfor %}\
+//!      {% if add_generation_prompt %}<|assistant|>{% endif %}",
+//!     "<s>",
+//!     "</s>",
+//! )?;
+//! let prompt = template.render(&[ChatMessage::user(" Hi! ")], true)?;
+//! assert_eq!(prompt, "<|user|>Hi!\n<|assistant|>");
+//!
+//! // Temperature 0 is greedy: the largest logit wins.
+//! let mut sampler = Sampler::new(SamplingConfig::greedy())?;
+//! assert_eq!(sampler.sample(&[0.1, 2.5, -1.0], &[])?, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A tokenizer comes from the checkpoint itself:
+//! `TextTokenizer::from_gguf_file("SmolLM2-135M-Instruct.Q4_1.gguf")?` or
+//! `TextTokenizer::from_hf_dir("path/to/model")?`.
 
+pub mod chat;
+pub mod error;
+pub mod generate;
 pub mod inspect;
+pub mod npy;
+pub mod sampling;
+pub mod tokenizer;
+
+pub use chat::{ChatMessage, ChatTemplate};
+pub use error::{Error, Result};
+pub use generate::{generate, peak_rss_bytes, GenerateOptions, Generation, GenerationStats};
+pub use sampling::{Sampler, SamplingConfig, StopCondition, StopReason, StopStep};
+pub use tokenizer::{TextStream, TextTokenizer};
