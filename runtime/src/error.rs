@@ -108,6 +108,38 @@ pub enum Error {
         reason: String,
     },
 
+    /// Binding a module's declared weight to a checkpoint failed: the tensor is missing, has
+    /// another shape, or a dtype the declaration does not allow. Nothing was read.
+    #[error("binding `{path}`: tensor '{key}' in {file}: expected {expected}, found {found}")]
+    Bind {
+        /// The weight's path in the module tree (`blocks[3].attn.q`).
+        path: String,
+        /// The checkpoint key that was looked up (`blk.3.attn_q.weight`).
+        key: String,
+        /// The checkpoint.
+        file: PathBuf,
+        /// What the declaration asks for (`shape [64, 64]`).
+        expected: String,
+        /// What the file has (`shape [64, 32]`, `no such tensor`).
+        found: String,
+    },
+
+    /// A module was asked to run in an execution mode its strategy does not list.
+    #[error("module `{module}` has no {mode} mode; its strategy supports: {supported}")]
+    UnsupportedMode {
+        /// The module's type and path.
+        module: String,
+        /// The mode that was asked for.
+        mode: String,
+        /// The modes it supports, comma-separated.
+        supported: String,
+    },
+
+    /// A module spec (JSON) that cannot be bound: malformed, or it disagrees with the
+    /// checkpoint it is bound to.
+    #[error("module spec: {0}")]
+    Spec(String),
+
     /// An argument that is invalid on its own (bad count, bad index, ...).
     #[error("{0}")]
     Invalid(String),

@@ -1,0 +1,1 @@
+//! trybuild cases for `#[lazy_module]` and `#[strategy]`: see `tests/ui.rs`.

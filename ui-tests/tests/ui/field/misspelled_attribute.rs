@@ -1,0 +1,9 @@
+use lazyforge::{lazy_module, Weight};
+
+#[lazy_module]
+struct Linear {
+    #[wieght("weight", shape = [4, 4])]
+    weight: Weight,
+}
+
+fn main() {}

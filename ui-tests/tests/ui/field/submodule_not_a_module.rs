@@ -1,0 +1,11 @@
+use lazyforge::{lazy_module, Tensor};
+
+#[lazy_module]
+struct Block {
+    #[config]
+    dim: usize,
+    #[submodule("attn")]
+    attn: Tensor,
+}
+
+fn main() {}

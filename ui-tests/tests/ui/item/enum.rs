@@ -1,0 +1,9 @@
+use lazyforge::lazy_module;
+
+#[lazy_module]
+enum Layer {
+    Dense,
+    Sparse,
+}
+
+fn main() {}
