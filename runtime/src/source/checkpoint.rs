@@ -335,6 +335,29 @@ impl Checkpoint {
         }
     }
 
+    /// Lets tensors also be found under other names: `alias(file_name)` returns the name a
+    /// model asks for (e.g. GGUF-style `blk.0.attn_q.weight` for an HF checkpoint's
+    /// `model.layers.0.self_attn.q_proj.weight`), or `None` to keep only the file's name.
+    /// Error messages keep naming the tensor as the file does.
+    pub fn with_aliases(mut self, alias: impl Fn(&str) -> Option<String>) -> Result<Checkpoint> {
+        for (i, t) in self.tensors.iter().enumerate() {
+            if let Some(name) = alias(&t.name) {
+                if let Some(&j) = self.by_name.get(&name) {
+                    if j != i {
+                        return Err(Error::Invalid(format!(
+                            "{}: tensors '{}' and '{}' both answer to '{name}'",
+                            self.path.display(),
+                            self.tensors[j].name,
+                            t.name
+                        )));
+                    }
+                }
+                self.by_name.insert(name, i);
+            }
+        }
+        Ok(self)
+    }
+
     /// A lazy handle on tensor `name`, kept in its stored dtype, placed on `device` when
     /// first used.
     pub fn lazy(&self, name: &str, device: Device) -> Result<LazyTensor> {
