@@ -33,6 +33,10 @@ pub enum Error {
     #[error("npy: {0}")]
     Npy(String),
 
+    /// A model config that is missing values or inconsistent (names the file and the key).
+    #[error("model config: {0}")]
+    Config(String),
+
     /// Sampling settings out of range, or logits that cannot be sampled from.
     #[error("sampling: {0}")]
     Sampling(String),

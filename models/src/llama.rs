@@ -1,0 +1,489 @@
+//! Llama (Llama 2/3, SmolLM, TinyLlama) and Mistral (grouped-query attention with a sliding
+//! window): config, then modules from small to large, then the model.
+//!
+//! Weights are named as in GGUF (`blk.{i}.attn_q.weight`); HF checkpoints are read through
+//! [`hf_alias`], which gives each HF tensor its GGUF name. GGUF files store the query and key
+//! projections permuted for RoPE on interleaved pairs; HF stores them unpermuted for RoPE on
+//! split halves. [`RopeStyle`] records which, so both give the same numbers.
+//!
+//! ```no_run
+//! use lazyforge_models::llama::Llama;
+//! use lazyforge::Device;
+//!
+//! # fn main() -> lazyforge_models::Result<()> {
+//! let model = Llama::open("SmolLM2-135M-Instruct.Q4_1.gguf", Device::Cpu)?; // metadata only
+//! let mut cache = model.new_cache()?;
+//! let logits = model.forward_prefill(&[504, 3575, 282, 4649, 314], &mut cache)?;
+//! let next = lazyforge_models::sampling::argmax(logits.as_f32()?);
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::error::{Error, Result};
+use lazyforge::ops::{
+    add_in_place, attention, embedding, matmul, matvec, rms_norm, rope_interleaved,
+    rope_split_half, swiglu_in_place, KvCache, RopeTable,
+};
+use lazyforge::serde::{Deserialize, Serialize};
+use lazyforge::source::gguf::GgufFile;
+use lazyforge::{
+    lazy_module, strategy, Bind, Checkpoint, Device, LazyModule, Scope, Tensor, Weight,
+};
+use std::path::Path;
+
+/// How RoPE pairs dimensions, which depends on how q and k weights were stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(crate = "lazyforge::serde")]
+pub enum RopeStyle {
+    /// Pairs `(2i, 2i+1)`: GGUF llama files (weights permuted by the converter).
+    Interleaved,
+    /// Pairs `(i, i + d/2)`: HF checkpoints.
+    SplitHalf,
+}
+
+/// Llama's hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(crate = "lazyforge::serde")]
+pub struct LlamaConfig {
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Width of the residual stream.
+    pub hidden: usize,
+    /// Width of the SwiGLU hidden layer.
+    pub intermediate: usize,
+    /// Transformer blocks.
+    pub n_layers: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_heads`).
+    pub n_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Dimensions of each head that RoPE rotates.
+    pub rope_dim: usize,
+    /// RoPE base frequency.
+    pub rope_theta: f32,
+    /// How RoPE pairs dimensions.
+    pub rope_style: RopeStyle,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// Longest context the model was trained for.
+    pub context_length: usize,
+    /// Mistral's sliding window: a query at position i attends keys j with i-W < j <= i.
+    pub sliding_window: Option<usize>,
+}
+
+impl LlamaConfig {
+    /// Reads `{arch}.*` keys of a GGUF file (`general.architecture` is `llama` for Llama,
+    /// Mistral and SmolLM conversions).
+    pub fn from_gguf(gguf: &GgufFile) -> Result<LlamaConfig> {
+        let arch = gguf.get_str("general.architecture")?;
+        if arch != "llama" && arch != "mistral" {
+            return Err(Error::Config(format!(
+                "{}: architecture '{arch}' is not llama or mistral",
+                gguf.path().display()
+            )));
+        }
+        let key = |k: &str| format!("{arch}.{k}");
+        let hidden = gguf.get_u64(&key("embedding_length"))? as usize;
+        let n_heads = gguf.get_u64(&key("attention.head_count"))? as usize;
+        let n_kv_heads = match gguf.get(&key("attention.head_count_kv")) {
+            Some(_) => gguf.get_u64(&key("attention.head_count_kv"))? as usize,
+            None => n_heads,
+        };
+        let head_dim = match gguf.get(&key("attention.key_length")) {
+            Some(_) => gguf.get_u64(&key("attention.key_length"))? as usize,
+            None => hidden / n_heads.max(1),
+        };
+        let optional_u64 = |k: &str| -> Result<Option<u64>> {
+            match gguf.get(&key(k)) {
+                Some(_) => Ok(Some(gguf.get_u64(&key(k))?)),
+                None => Ok(None),
+            }
+        };
+        let vocab = match optional_u64("vocab_size")? {
+            Some(v) => v as usize,
+            None => gguf.get_string_array("tokenizer.ggml.tokens")?.len(),
+        };
+        let cfg = LlamaConfig {
+            vocab,
+            hidden,
+            intermediate: gguf.get_u64(&key("feed_forward_length"))? as usize,
+            n_layers: gguf.get_u64(&key("block_count"))? as usize,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            rope_dim: optional_u64("rope.dimension_count")?.map_or(head_dim, |d| d as usize),
+            rope_theta: match gguf.get(&key("rope.freq_base")) {
+                Some(_) => gguf.get_f32(&key("rope.freq_base"))?,
+                None => 10_000.0,
+            },
+            rope_style: RopeStyle::Interleaved,
+            rms_eps: gguf.get_f32(&key("attention.layer_norm_rms_epsilon"))?,
+            context_length: gguf.get_u64(&key("context_length"))? as usize,
+            sliding_window: optional_u64("attention.sliding_window")?.map(|w| w as usize),
+        };
+        cfg.validate(&gguf.path().display().to_string())?;
+        Ok(cfg)
+    }
+
+    /// Reads an HF `config.json` (transformers 4.x top-level `rope_theta`, or 5.x
+    /// `rope_parameters.rope_theta`).
+    pub fn from_hf_config(path: &Path) -> Result<LlamaConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let at = |k: &str| v.get(k).filter(|x| !x.is_null());
+        let usize_at = |k: &str| -> Result<usize> {
+            at(k)
+                .and_then(|x| x.as_u64())
+                .map(|x| x as usize)
+                .ok_or_else(|| {
+                    Error::Config(format!("{}: missing or non-integer '{k}'", path.display()))
+                })
+        };
+        let hidden = usize_at("hidden_size")?;
+        let n_heads = usize_at("num_attention_heads")?;
+        let head_dim = usize_at("head_dim").unwrap_or(hidden / n_heads.max(1));
+        let rope_theta = at("rope_theta")
+            .or_else(|| v.pointer("/rope_parameters/rope_theta"))
+            .and_then(|x| x.as_f64())
+            .unwrap_or(10_000.0) as f32;
+        if let Some(scaling) = at("rope_scaling") {
+            return Err(Error::Config(format!(
+                "{}: rope_scaling {scaling} is not supported yet",
+                path.display()
+            )));
+        }
+        let cfg = LlamaConfig {
+            vocab: usize_at("vocab_size")?,
+            hidden,
+            intermediate: usize_at("intermediate_size")?,
+            n_layers: usize_at("num_hidden_layers")?,
+            n_heads,
+            n_kv_heads: usize_at("num_key_value_heads").unwrap_or(n_heads),
+            head_dim,
+            rope_dim: head_dim,
+            rope_theta,
+            rope_style: RopeStyle::SplitHalf,
+            rms_eps: at("rms_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-6) as f32,
+            context_length: usize_at("max_position_embeddings").unwrap_or(4096),
+            sliding_window: at("sliding_window")
+                .and_then(|x| x.as_u64())
+                .map(|w| w as usize),
+        };
+        cfg.validate(&path.display().to_string())?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, source: &str) -> Result<()> {
+        let bad = |what: String| Err(Error::Config(format!("{source}: {what}")));
+        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+            return bad(format!(
+                "{} heads is not a multiple of {} key/value heads",
+                self.n_heads, self.n_kv_heads
+            ));
+        }
+        if self.rope_dim > self.head_dim || self.rope_dim % 2 != 0 {
+            return bad(format!(
+                "rope dimension {} must be even and at most the head dimension {}",
+                self.rope_dim, self.head_dim
+            ));
+        }
+        if self.sliding_window == Some(0) {
+            return bad("sliding window of 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Maps an HF Llama/Mistral tensor name to the GGUF name the modules declare.
+pub fn hf_alias(name: &str) -> Option<String> {
+    let fixed = match name {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.to_string());
+    }
+    let rest = name.strip_prefix("model.layers.")?;
+    let (i, rest) = rest.split_once('.')?;
+    let i: usize = i.parse().ok()?;
+    let gguf = match rest {
+        "input_layernorm.weight" => "attn_norm.weight",
+        "self_attn.q_proj.weight" => "attn_q.weight",
+        "self_attn.k_proj.weight" => "attn_k.weight",
+        "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.o_proj.weight" => "attn_output.weight",
+        "post_attention_layernorm.weight" => "ffn_norm.weight",
+        "mlp.gate_proj.weight" => "ffn_gate.weight",
+        "mlp.up_proj.weight" => "ffn_up.weight",
+        "mlp.down_proj.weight" => "ffn_down.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{i}.{gguf}"))
+}
+
+/// Per-sequence state kept outside the weights: one KV cache per layer (bounded to the
+/// sliding window when the model has one) and the RoPE table.
+#[derive(Debug)]
+pub struct LlamaCache {
+    layers: Vec<KvCache>,
+    rope: RopeTable,
+}
+
+impl LlamaCache {
+    /// Tokens seen so far (the next token's position).
+    pub fn position(&self) -> usize {
+        self.layers.first().map_or(0, KvCache::next_position)
+    }
+
+    /// Bytes held by the KV caches.
+    pub fn memory_bytes(&self) -> usize {
+        self.layers.iter().map(KvCache::memory_bytes).sum()
+    }
+}
+
+/// Positions for `n` new tokens after what `cache` holds.
+fn next_positions(cache: &KvCache, n: usize) -> Vec<usize> {
+    let start = cache.next_position();
+    (start..start + n).collect()
+}
+
+/// Self-attention with grouped-query heads, RoPE and an optional sliding window.
+#[lazy_module]
+pub struct Attention {
+    #[config]
+    cfg: LlamaConfig,
+    #[weight("attn_q.weight", shape = [cfg.n_heads * cfg.head_dim, cfg.hidden])]
+    q: Weight,
+    #[weight("attn_k.weight", shape = [cfg.n_kv_heads * cfg.head_dim, cfg.hidden])]
+    k: Weight,
+    #[weight("attn_v.weight", shape = [cfg.n_kv_heads * cfg.head_dim, cfg.hidden])]
+    v: Weight,
+    #[weight("attn_output.weight", shape = [cfg.hidden, cfg.n_heads * cfg.head_dim])]
+    o: Weight,
+}
+
+#[strategy(prefill, decode)]
+impl Attention {
+    /// The prompt: matrix-matrix projections, causal (banded with a window) attention.
+    fn prefill(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
+        let q = matmul(x, self.q()?)?.into_f32_vec()?;
+        let k = matmul(x, self.k()?)?.into_f32_vec()?;
+        let v = matmul(x, self.v()?)?.into_f32_vec()?;
+        let mixed = self.attend(q, k, v, cache, rope)?;
+        Ok(matmul(&mixed, self.o()?)?)
+    }
+
+    /// One token: matrix-vector projections against the cache.
+    fn decode(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
+        let x = x.as_f32()?;
+        let q = matvec(self.q()?, x)?;
+        let k = matvec(self.k()?, x)?;
+        let v = matvec(self.v()?, x)?;
+        let mixed = self.attend(q, k, v, cache, rope)?;
+        let y = matvec(self.o()?, mixed.as_f32()?)?;
+        Ok(Tensor::from_f32([1, self.cfg.hidden], y)?)
+    }
+
+    /// Rotates q and k, appends k and v to the cache, attends; `[n, n_heads * head_dim]`.
+    fn attend(
+        &self,
+        mut q: Vec<f32>,
+        mut k: Vec<f32>,
+        v: Vec<f32>,
+        cache: &mut KvCache,
+        rope: &RopeTable,
+    ) -> Result<Tensor> {
+        let c = &self.cfg;
+        let n = q.len() / (c.n_heads * c.head_dim);
+        let positions = next_positions(cache, n);
+        let rotate = match c.rope_style {
+            RopeStyle::Interleaved => rope_interleaved,
+            RopeStyle::SplitHalf => rope_split_half,
+        };
+        rotate(&mut q, c.n_heads, c.head_dim, &positions, rope)?;
+        rotate(&mut k, c.n_kv_heads, c.head_dim, &positions, rope)?;
+        cache.append(&k, &v, &positions)?;
+        let out = attention(&q, &positions, c.n_heads, &cache.view(), c.sliding_window)?;
+        Ok(Tensor::from_f32([n, c.n_heads * c.head_dim], out)?)
+    }
+}
+
+/// The SwiGLU feed-forward network: `down(silu(gate(x)) * up(x))`.
+#[lazy_module]
+pub struct FeedForward {
+    #[config]
+    cfg: LlamaConfig,
+    #[weight("ffn_gate.weight", shape = [cfg.intermediate, cfg.hidden])]
+    gate: Weight,
+    #[weight("ffn_up.weight", shape = [cfg.intermediate, cfg.hidden])]
+    up: Weight,
+    #[weight("ffn_down.weight", shape = [cfg.hidden, cfg.intermediate])]
+    down: Weight,
+}
+
+#[strategy(prefill, decode)]
+impl FeedForward {
+    /// Many tokens: matrix-matrix products.
+    fn prefill(&self, x: &Tensor) -> Result<Tensor> {
+        let mut g = matmul(x, self.gate()?)?;
+        let u = matmul(x, self.up()?)?;
+        swiglu_in_place(g.as_f32_mut()?, u.as_f32()?)?;
+        Ok(matmul(&g, self.down()?)?)
+    }
+
+    /// One token: matrix-vector products.
+    fn decode(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.as_f32()?;
+        let mut g = matvec(self.gate()?, x)?;
+        let u = matvec(self.up()?, x)?;
+        swiglu_in_place(&mut g, &u)?;
+        let y = matvec(self.down()?, &g)?;
+        Ok(Tensor::from_f32([1, self.cfg.hidden], y)?)
+    }
+}
+
+/// A transformer block: pre-norm attention and pre-norm feed-forward, each with a residual.
+#[lazy_module]
+pub struct Block {
+    #[config]
+    cfg: LlamaConfig,
+    #[weight("attn_norm.weight", shape = [cfg.hidden])]
+    attn_norm: Weight,
+    #[submodule]
+    attn: Attention,
+    #[weight("ffn_norm.weight", shape = [cfg.hidden])]
+    ffn_norm: Weight,
+    #[submodule]
+    ffn: FeedForward,
+}
+
+#[strategy(prefill, decode)]
+impl Block {
+    fn prefill(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
+        let h = rms_norm(x, self.attn_norm()?, self.cfg.rms_eps)?;
+        let a = self.attn.forward_prefill(&h, cache, rope)?;
+        add_in_place(x.as_f32_mut()?, a.as_f32()?)?;
+        let h = rms_norm(x, self.ffn_norm()?, self.cfg.rms_eps)?;
+        let f = self.ffn.forward_prefill(&h)?;
+        add_in_place(x.as_f32_mut()?, f.as_f32()?)?;
+        Ok(())
+    }
+
+    fn decode(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
+        let h = rms_norm(x, self.attn_norm()?, self.cfg.rms_eps)?;
+        let a = self.attn.forward_decode(&h, cache, rope)?;
+        add_in_place(x.as_f32_mut()?, a.as_f32()?)?;
+        let h = rms_norm(x, self.ffn_norm()?, self.cfg.rms_eps)?;
+        let f = self.ffn.forward_decode(&h)?;
+        add_in_place(x.as_f32_mut()?, f.as_f32()?)?;
+        Ok(())
+    }
+}
+
+/// The model: token embeddings, blocks, final norm, and the LM head (tied to the token
+/// embeddings when the checkpoint has no `output.weight`).
+#[lazy_module]
+pub struct Llama {
+    #[config]
+    cfg: LlamaConfig,
+    #[weight("token_embd.weight", shape = [cfg.vocab, cfg.hidden])]
+    token_embd: Weight,
+    #[submodules("blk.{i}", count = cfg.n_layers)]
+    blocks: Vec<Block>,
+    #[weight("output_norm.weight", shape = [cfg.hidden])]
+    output_norm: Weight,
+    #[weight("output.weight", shape = [cfg.vocab, cfg.hidden], fallback = "token_embd.weight")]
+    output: Weight,
+}
+
+/// Mistral is Llama's architecture with grouped-query attention and a sliding window
+/// (`LlamaConfig::sliding_window`): the same modules, bound the same way.
+pub type Mistral = Llama;
+
+#[strategy(prefill, decode)]
+impl Llama {
+    /// The prompt `ids` (appended after what `cache` holds): last-position logits `[1, vocab]`.
+    fn prefill(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
+        let x = self.hidden_prefill(ids, cache)?;
+        let n = ids.len();
+        let last = x.as_f32()?[(n - 1) * self.cfg.hidden..].to_vec();
+        self.logits(Tensor::from_f32([1, self.cfg.hidden], last)?)
+    }
+
+    /// One token `ids[0]` against the cache: its logits `[1, vocab]`.
+    fn decode(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
+        let mut x = embedding(self.token_embd()?, ids)?;
+        for (block, kv) in self.blocks.iter().zip(&mut cache.layers) {
+            block.forward_decode(&mut x, kv, &cache.rope)?;
+        }
+        self.logits(x)
+    }
+}
+
+impl Llama {
+    /// Opens a GGUF file or an HF directory (config.json + safetensors, sharded or not) and
+    /// binds the model to it: reads metadata only.
+    pub fn open(path: impl AsRef<Path>, device: Device) -> Result<Llama> {
+        let path = path.as_ref();
+        let (checkpoint, cfg) = if path.is_dir() {
+            let cfg = LlamaConfig::from_hf_config(&path.join("config.json"))?;
+            (Checkpoint::open(path)?.with_aliases(hf_alias)?, cfg)
+        } else {
+            let checkpoint = Checkpoint::open(path)?;
+            let gguf = checkpoint.gguf().ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: expected a GGUF file or an HF model directory",
+                    path.display()
+                ))
+            })?;
+            let cfg = LlamaConfig::from_gguf(gguf)?;
+            (checkpoint, cfg)
+        };
+        Ok(Llama::bind(cfg, &Scope::root(&checkpoint, device))?)
+    }
+
+    /// The model's config.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// A fresh per-sequence cache (KV caches bounded by the sliding window, if any).
+    pub fn new_cache(&self) -> Result<LlamaCache> {
+        let c = &self.cfg;
+        let layers = KvCache::for_layers(c.n_layers, c.n_kv_heads, c.head_dim, c.sliding_window)?;
+        let rope = RopeTable::new(c.rope_dim, c.rope_theta, c.context_length.max(1))?;
+        Ok(LlamaCache { layers, rope })
+    }
+
+    /// Logits at every position of the prompt `ids`, `[n, vocab]` (for parity checks; a
+    /// generation only needs the last row, which [`Llama::forward_prefill`] computes).
+    pub fn prefill_all_logits(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
+        self.materialize()?;
+        let x = self.hidden_prefill(ids, cache)?;
+        self.logits(x)
+    }
+
+    /// Embeds `ids` and runs every block's prefill: the hidden states `[n, hidden]`.
+    fn hidden_prefill(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
+        if ids.is_empty() {
+            return Err(Error::Config("prefill needs at least one token".into()));
+        }
+        let mut x = embedding(self.token_embd()?, ids)?;
+        for (block, kv) in self.blocks.iter().zip(&mut cache.layers) {
+            block.forward_prefill(&mut x, kv, &cache.rope)?;
+        }
+        Ok(x)
+    }
+
+    /// Final norm and LM head over hidden states `[n, hidden]`: `[n, vocab]`.
+    fn logits(&self, x: Tensor) -> Result<Tensor> {
+        let x = rms_norm(&x, self.output_norm()?, self.cfg.rms_eps)?;
+        Ok(matmul(&x, self.output()?)?)
+    }
+}
