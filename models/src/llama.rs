@@ -179,13 +179,13 @@ impl LlamaConfig {
 
     fn validate(&self, source: &str) -> Result<()> {
         let bad = |what: String| Err(Error::Config(format!("{source}: {what}")));
-        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_heads == 0 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "{} heads is not a multiple of {} key/value heads",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if self.rope_dim > self.head_dim || self.rope_dim % 2 != 0 {
+        if self.rope_dim > self.head_dim || !self.rope_dim.is_multiple_of(2) {
             return bad(format!(
                 "rope dimension {} must be even and at most the head dimension {}",
                 self.rope_dim, self.head_dim
