@@ -28,10 +28,12 @@
 
 pub mod chat;
 pub mod error;
+pub mod fetch;
 pub mod generate;
 pub mod inspect;
 pub mod llama;
 pub mod npy;
+pub mod run;
 pub mod sampling;
 pub mod tokenizer;
 

@@ -179,7 +179,10 @@ impl LlamaConfig {
 
     fn validate(&self, source: &str) -> Result<()> {
         let bad = |what: String| Err(Error::Config(format!("{source}: {what}")));
-        if self.n_heads == 0 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
+        if self.n_heads == 0
+            || self.n_kv_heads == 0
+            || !self.n_heads.is_multiple_of(self.n_kv_heads)
+        {
             return bad(format!(
                 "{} heads is not a multiple of {} key/value heads",
                 self.n_heads, self.n_kv_heads

@@ -15,6 +15,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate a continuation of a prompt (default model: SmolLM2-135M-Instruct).
+    Run(lazyforge_models::run::RunArgs),
+    /// Chat interactively with the model's chat template.
+    Chat(lazyforge_models::run::RunArgs),
     /// Print a checkpoint's metadata and tensor table (reads no tensor data).
     Inspect {
         /// A .gguf file, a .safetensors file, a model.safetensors.index.json, or a directory.
@@ -42,8 +46,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> lazyforge::Result<()> {
+fn run(cli: Cli) -> lazyforge_models::Result<()> {
     match cli.command {
+        Command::Run(args) => lazyforge_models::run::run(&args),
+        Command::Chat(args) => lazyforge_models::run::chat(&args),
         Command::Inspect {
             path,
             json,

@@ -1,0 +1,36 @@
+//! Chat with a Llama-family model on lazyforge.
+//!
+//! `cargo run --release --example llama` asks SmolLM2-135M-Instruct (fetched into the cache
+//! on first use) a short question; `-- --prompt "The capital of France is" --max-tokens 16`
+//! continues a prompt; `-- --chat` chats; `-- --help` lists every option.
+
+use clap::Parser;
+use lazyforge_models::run::{chat, run, RunArgs};
+use std::process::ExitCode;
+
+/// Run or chat with a Llama-family model (GGUF file or HF directory).
+#[derive(Parser)]
+#[command(name = "llama", about)]
+struct Cli {
+    /// Chat interactively (with the model's chat template) instead of one prompt.
+    #[arg(long)]
+    chat: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = if cli.chat {
+        chat(&cli.run)
+    } else {
+        run(&cli.run)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("llama: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

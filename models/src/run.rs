@@ -1,0 +1,340 @@
+//! Running a model from the command line: the options and the loop behind
+//! `cargo run --release --example llama` and `lazyforge run` / `lazyforge chat`.
+
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::error::{Error, Result};
+use crate::generate::{generate, GenerateOptions, Generation};
+use crate::llama::{Llama, LlamaCache};
+use crate::sampling::SamplingConfig;
+use crate::tokenizer::TextTokenizer;
+use lazyforge::{Device, LazyModule};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The question asked when no prompt is given.
+const DEFAULT_QUESTION: &str = "What is the capital of France? Answer in one sentence.";
+
+/// When weights are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadMode {
+    /// Each weight on first use (open reads metadata only).
+    Lazy,
+    /// Every weight right after open, in parallel.
+    Eager,
+}
+
+/// Options of a run (shared by the `llama` example and the `lazyforge` CLI).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// A GGUF file or an HF model directory (config.json, tokenizer.json, safetensors).
+    /// Default: SmolLM2-135M-Instruct Q4_1, fetched into the cache on first use.
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// The prompt, used as given (no chat template).
+    #[arg(long, value_name = "TEXT", conflicts_with = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// The prompt as raw token ids, e.g. 1,2,3 (parity checks, models without a tokenizer).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    pub temperature: f32,
+    /// Keep only the K most likely tokens.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Keep the most likely tokens whose probabilities sum to P.
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    /// Repetition penalty (1 = off), as in HF transformers.
+    #[arg(long, default_value_t = 1.0, value_name = "R")]
+    pub repetition_penalty: f32,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop when this text appears (repeatable).
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// Device: cpu, cuda:N or hip:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// When to read weights.
+    #[arg(long, value_enum, default_value_t = LoadMode::Lazy)]
+    pub load: LoadMode,
+    /// Print one JSON object (prompt ids, generated ids, text, statistics) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the prompt's last-position logits to FILE (.npy, float32, shape [vocab]).
+    #[arg(long, value_name = "FILE")]
+    pub dump_logits: Option<PathBuf>,
+}
+
+/// A model opened for generation, with its tokenizer and timings of opening.
+struct Session {
+    model: Llama,
+    tokenizer: Option<TextTokenizer>,
+    open_ms: f64,
+    materialize_ms: Option<f64>,
+}
+
+fn open(args: &RunArgs) -> Result<Session> {
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::Config(format!("--threads {n}: {e}")))?;
+    }
+    let device: Device = args.device.parse()?;
+    let path = match &args.model {
+        Some(p) => p.clone(),
+        None => crate::fetch::default_model()?,
+    };
+    let start = Instant::now();
+    let model = Llama::open(&path, device)?;
+    let open_ms = start.elapsed().as_secs_f64() * 1e3;
+    let tokenizer = open_tokenizer(&path, args.prompt_ids.is_some())?;
+    let materialize_ms = match args.load {
+        LoadMode::Lazy => None,
+        LoadMode::Eager => {
+            let t = Instant::now();
+            model.materialize()?;
+            Some(t.elapsed().as_secs_f64() * 1e3)
+        }
+    };
+    Ok(Session {
+        model,
+        tokenizer,
+        open_ms,
+        materialize_ms,
+    })
+}
+
+/// The tokenizer stored with the model; optional when the prompt is given as ids.
+fn open_tokenizer(path: &Path, optional: bool) -> Result<Option<TextTokenizer>> {
+    let result = if path.is_dir() {
+        TextTokenizer::from_hf_dir(path)
+    } else {
+        TextTokenizer::from_gguf_file(path)
+    };
+    match result {
+        Ok(t) => Ok(Some(t)),
+        Err(_) if optional => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn options(args: &RunArgs) -> Result<GenerateOptions> {
+    let sampling = SamplingConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+    };
+    sampling.validate()?;
+    Ok(GenerateOptions {
+        max_tokens: args.max_tokens,
+        stop_strings: args.stop.clone(),
+        sampling,
+    })
+}
+
+/// Runs one prompt (`--prompt`, `--prompt-ids`, or a default chat question) and prints the
+/// continuation as it is produced, or one JSON object with `--json`.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let session = open(args)?;
+    let tokenizer = session.tokenizer.as_ref();
+    let prompt_ids = match (&args.prompt_ids, &args.prompt, tokenizer) {
+        (Some(ids), _, _) => ids.clone(),
+        (None, Some(text), Some(t)) => t.encode(text, true)?,
+        (None, None, Some(t)) => {
+            let rendered = render_chat(t, &[ChatMessage::user(DEFAULT_QUESTION)])?;
+            if !args.json {
+                eprintln!("(no --prompt given: asking \"{DEFAULT_QUESTION}\")");
+            }
+            t.encode(&rendered, false)?
+        }
+        (None, _, None) => {
+            return Err(Error::Config(
+                "this model has no tokenizer: give the prompt with --prompt-ids".into(),
+            ))
+        }
+    };
+    let mut cache = session.model.new_cache()?;
+    let generation = generate_with(&session, args, &prompt_ids, &mut cache)?;
+    if args.json {
+        print_json(&session, &generation)?;
+    } else {
+        println!();
+        eprintln!("{}", stats_line(&session, &generation));
+    }
+    Ok(())
+}
+
+/// An interactive chat on stdin/stdout with the model's chat template; the conversation is
+/// kept in the KV cache between turns. An empty line or end of input ends it.
+pub fn chat(args: &RunArgs) -> Result<()> {
+    let session = open(args)?;
+    let tokenizer = session
+        .tokenizer
+        .as_ref()
+        .ok_or_else(|| Error::Config("chat needs the model's tokenizer".into()))?;
+    let mut history: Vec<ChatMessage> = Vec::new();
+    let mut cache = session.model.new_cache()?;
+    let mut seen_ids: Vec<u32> = Vec::new();
+    let stdin = std::io::stdin();
+    eprintln!(
+        "chatting with {} (empty line to quit)",
+        args.model.as_deref().map_or_else(
+            || crate::fetch::DEFAULT_MODEL_FILE.to_string(),
+            |p| p.display().to_string()
+        )
+    );
+    loop {
+        eprint!("> ");
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        if stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Error::Config(format!("stdin: {e}")))?
+            == 0
+        {
+            break;
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            break;
+        }
+        history.push(ChatMessage::user(line));
+        let rendered = render_chat(tokenizer, &history)?;
+        let all_ids = tokenizer.encode(&rendered, false)?;
+        // The cache already holds the earlier turns when they tokenize the same way;
+        // otherwise start the sequence over.
+        let new_ids = if all_ids.starts_with(&seen_ids) && seen_ids.len() < all_ids.len() {
+            all_ids[seen_ids.len()..].to_vec()
+        } else {
+            cache = session.model.new_cache()?;
+            all_ids.clone()
+        };
+        let generation = generate_with(&session, args, &new_ids, &mut cache)?;
+        println!();
+        eprintln!("{}", stats_line(&session, &generation));
+        // The cache holds every generated token but the last, which was sampled, not run.
+        let mut ids = all_ids;
+        let n = generation.generated_ids.len();
+        ids.extend_from_slice(&generation.generated_ids[..n.saturating_sub(1)]);
+        seen_ids = ids;
+        history.push(ChatMessage::assistant(generation.text.trim()));
+        if cache.position() != seen_ids.len() {
+            cache = session.model.new_cache()?;
+            seen_ids.clear();
+        }
+    }
+    Ok(())
+}
+
+fn render_chat(tokenizer: &TextTokenizer, messages: &[ChatMessage]) -> Result<String> {
+    match ChatTemplate::from_tokenizer(tokenizer) {
+        Some(template) => template?.render(messages, true),
+        None => Ok(messages
+            .iter()
+            .map(|m| m.content.clone())
+            .collect::<Vec<_>>()
+            .join("\n")),
+    }
+}
+
+fn generate_with(
+    session: &Session,
+    args: &RunArgs,
+    prompt_ids: &[u32],
+    cache: &mut LlamaCache,
+) -> Result<Generation> {
+    let model = &session.model;
+    let mut first = true;
+    let mut forward = |ids: &[u32]| -> Result<Vec<f32>> {
+        let logits = if first {
+            first = false;
+            let logits = model.forward_prefill(ids, cache)?;
+            if let Some(path) = &args.dump_logits {
+                let values = logits.as_f32()?;
+                crate::npy::write_f32(path, &[values.len()], values)?;
+            }
+            logits
+        } else {
+            model.forward_decode(ids, cache)?
+        };
+        Ok(logits.into_f32_vec()?)
+    };
+    let options = options(args)?;
+    let quiet = args.json;
+    match session.tokenizer.as_ref() {
+        Some(t) => generate(t, prompt_ids, &options, &mut forward, |text| {
+            if !quiet {
+                print!("{text}");
+                std::io::stdout().flush().ok();
+            }
+        }),
+        None => Err(Error::Config(
+            "generating text needs the model's tokenizer".into(),
+        )),
+    }
+}
+
+fn print_json(session: &Session, g: &Generation) -> Result<()> {
+    let loaded = session
+        .model
+        .all_weights()
+        .iter()
+        .map(|w| w.stats().bytes_read)
+        .sum::<u64>();
+    let doc = serde_json::json!({
+        "prompt_ids": g.prompt_ids,
+        "generated_ids": g.generated_ids,
+        "text": g.text,
+        "stop": format!("{:?}", g.stop),
+        "stats": {
+            "open_ms": session.open_ms,
+            "materialize_ms": session.materialize_ms,
+            "first_token_ms": g.stats.first_token_ms,
+            "prefill_tokens_per_s": g.stats.prefill_tokens_per_s,
+            "decode_tokens_per_s": g.stats.decode_tokens_per_s,
+            "prompt_tokens": g.stats.prompt_tokens,
+            "generated_tokens": g.stats.generated_tokens,
+            "total_ms": g.stats.total_ms,
+            "bytes_materialized": loaded,
+            "peak_rss_bytes": g.stats.peak_rss_bytes,
+        },
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&doc).expect("a serde_json::Value always serializes")
+    );
+    Ok(())
+}
+
+fn stats_line(session: &Session, g: &Generation) -> String {
+    let loaded: u64 = session
+        .model
+        .all_weights()
+        .iter()
+        .map(|w| w.stats().bytes_read)
+        .sum();
+    format!(
+        "[open {:.1} ms, first token {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s, {} tokens, {:.1} MB materialized, peak RSS {}]",
+        session.open_ms,
+        g.stats.first_token_ms,
+        g.stats.prefill_tokens_per_s,
+        g.stats.decode_tokens_per_s,
+        g.stats.generated_tokens,
+        loaded as f64 / 1e6,
+        g.stats.peak_rss_bytes.map_or("n/a".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6)),
+    )
+}

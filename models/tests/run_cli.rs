@@ -1,0 +1,108 @@
+//! `lazyforge run` (the same runner as `cargo run --example llama`) as a user runs it.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn lazyforge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lazyforge"))
+        .args(args)
+        .output()
+        .expect("the lazyforge binary runs")
+}
+
+#[test]
+fn run_prints_the_reference_greedy_continuation() {
+    let model = common::smollm2_path();
+    let refs = common::smollm2_refs();
+    let case = refs["greedy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["prompt"] == "The capital of France is")
+        .expect("the fixture has the France prompt");
+    let out = lazyforge(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "16",
+        "--temperature",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let want = case["text"].as_str().unwrap();
+    assert_eq!(
+        text.trim_end_matches('\n'),
+        want.trim_end_matches('\n'),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn run_json_reports_ids_text_and_statistics() {
+    let model = common::smollm2_path();
+    let dir = tempfile::tempdir().unwrap();
+    let logits = dir.path().join("logits.npy");
+    let out = lazyforge(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt-ids",
+        "504,3575,282,4649,314",
+        "--max-tokens",
+        "3",
+        "--json",
+        "--dump-logits",
+        logits.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["prompt_ids"],
+        serde_json::json!([504, 3575, 282, 4649, 314])
+    );
+    assert_eq!(doc["generated_ids"], serde_json::json!([7042, 30, 198]));
+    assert!(doc["stats"]["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(doc["stats"]["bytes_materialized"].as_u64().unwrap() > 0);
+    let dumped = lazyforge_models::npy::read_f32(&logits).unwrap();
+    assert_eq!(dumped.shape, vec![49152]);
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    let model = common::smollm2_path();
+    let m = model.to_str().unwrap();
+    for args in [
+        vec!["run", "--model", m, "--device", "tpu:0", "--prompt", "x"],
+        vec!["run", "--model", m, "--device", "cuda:0", "--prompt", "x"],
+        vec!["run", "--model", "/nonexistent/model.gguf", "--prompt", "x"],
+        vec![
+            "run",
+            "--model",
+            m,
+            "--prompt-ids",
+            "1,999999",
+            "--max-tokens",
+            "1",
+        ],
+        vec!["run", "--model", m, "--temperature=-1", "--prompt", "x"],
+    ] {
+        let out = lazyforge(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("lazyforge: error:"), "{err}");
+    }
+}
