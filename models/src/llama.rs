@@ -467,7 +467,7 @@ impl Llama {
     /// Logits at every position of the prompt `ids`, `[n, vocab]` (for parity checks; a
     /// generation only needs the last row, which [`Llama::forward_prefill`] computes).
     pub fn prefill_all_logits(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
-        self.materialize()?;
+        self.materialize_own()?;
         let x = self.hidden_prefill(ids, cache)?;
         self.logits(x)
     }
