@@ -6,7 +6,8 @@
 //! Prints the median of 200 opens per file and the ratio lazyforge / candle.
 //! `-- --make DIR` first writes DIR/small.gguf (~1 MB) and DIR/large.gguf (~33 GB, sparse),
 //! each with the same 700-entry tensor table, as `runtime/benches/open.rs` does.
-//! `-- --matvec FILE NAME...` instead times matrix-vector products on the named weights.
+//! `-- --matvec FILE NAME...` instead times matrix-vector products on the named weights;
+//! `-- --decode FILE [N]` times greedy decoding of N tokens with each framework's Llama.
 
 use lazyforge::source::gguf::{GgufWriter, MetaType, WriteValue};
 use lazyforge::DType;
@@ -78,8 +79,77 @@ fn matvec_bench(file: &Path, names: &[String]) {
     }
 }
 
+/// Greedy decode speed on the same GGUF file: lazyforge's `Llama` (f32 activations, exact)
+/// against candle-transformers' `quantized_llama` (8-bit activations in its quantized
+/// kernels). Both prefill the same prompt ids, then decode `n` tokens one at a time.
+fn decode_bench(file: &Path, n: usize) {
+    let prompt: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France is"
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i as u32)
+            .expect("logits are not empty")
+    };
+
+    let t = Instant::now();
+    let model = lazyforge_models::Llama::open(file, lazyforge::Device::Cpu).expect("opens");
+    let open = t.elapsed();
+    let mut cache = model.new_cache().expect("cache");
+    let t = Instant::now();
+    let logits = model.forward_prefill(&prompt, &mut cache).expect("prefill");
+    let first = t.elapsed();
+    let mut next = argmax(logits.as_f32().expect("f32"));
+    let mut ours_ids = vec![next];
+    let t = Instant::now();
+    for _ in 1..n {
+        let logits = model.forward_decode(&[next], &mut cache).expect("decode");
+        next = argmax(logits.as_f32().expect("f32"));
+        ours_ids.push(next);
+    }
+    let ours = (n - 1) as f64 / t.elapsed().as_secs_f64();
+
+    use candle_transformers::models::quantized_llama::ModelWeights;
+    let dev = candle_core::Device::Cpu;
+    let t = Instant::now();
+    let mut reader = std::fs::File::open(file).expect("opens");
+    let content = candle_core::quantized::gguf_file::Content::read(&mut reader).expect("reads");
+    let mut cm = ModelWeights::from_gguf(content, &mut reader, &dev).expect("candle loads it");
+    let c_open = t.elapsed();
+    let input = candle_core::Tensor::new(&prompt[..], &dev).expect("ids").unsqueeze(0).expect("batch");
+    let t = Instant::now();
+    let logits = cm.forward(&input, 0).expect("prefill");
+    let c_first = t.elapsed();
+    let to_vec = |l: candle_core::Tensor| -> Vec<f32> {
+        l.squeeze(0).expect("batch").to_dtype(candle_core::DType::F32).expect("f32").to_vec1().expect("vector")
+    };
+    let mut next = argmax(&to_vec(logits));
+    let mut theirs_ids = vec![next];
+    let t = Instant::now();
+    for i in 1..n {
+        let input = candle_core::Tensor::new(&[next], &dev).expect("id").unsqueeze(0).expect("batch");
+        let logits = cm.forward(&input, prompt.len() + i - 1).expect("decode");
+        next = argmax(&to_vec(logits));
+        theirs_ids.push(next);
+    }
+    let theirs = (n - 1) as f64 / t.elapsed().as_secs_f64();
+    let same = ours_ids.iter().zip(&theirs_ids).take_while(|(a, b)| a == b).count();
+    println!("| | lazyforge | candle | lazyforge / candle |");
+    println!("|---|---:|---:|---:|");
+    println!("| open (ms) | {:.1} | {:.1} | {:.3} |", open.as_secs_f64() * 1e3, c_open.as_secs_f64() * 1e3, open.as_secs_f64() / c_open.as_secs_f64());
+    println!("| first token, cold (ms) | {:.1} | {:.1} | {:.2} |", first.as_secs_f64() * 1e3, c_first.as_secs_f64() * 1e3, first.as_secs_f64() / c_first.as_secs_f64());
+    println!("| decode (tok/s, {} tokens) | {ours:.1} | {theirs:.1} | {:.2} (speed ratio) |", n - 1, ours / theirs);
+    println!("greedy tokens identical for the first {same} of {n}");
+}
+
 fn main() {
     let mut files: Vec<String> = std::env::args().skip(1).collect();
+    if files.first().map(String::as_str) == Some("--decode") {
+        let file = files.get(1).expect("--decode FILE [N]").clone();
+        let n = files.get(2).map_or(64, |s| s.parse().expect("N is a number"));
+        decode_bench(Path::new(&file), n);
+        return;
+    }
     if files.first().map(String::as_str) == Some("--matvec") {
         let file = files.get(1).expect("--matvec FILE NAME...").clone();
         matvec_bench(Path::new(&file), &files[2..]);

@@ -306,6 +306,11 @@ pub trait Bind: LazyModule + Sized {
 }
 
 fn materialize_all(weights: &[&Weight]) -> Result<()> {
+    // The common case on every forward call after the first: nothing to load, and no reason
+    // to wake the thread pool.
+    if weights.iter().all(|w| w.is_materialized()) {
+        return Ok(());
+    }
     weights
         .par_iter()
         .filter(|w| !w.is_materialized())
