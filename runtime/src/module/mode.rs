@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// The name of a forward path: `prefill`, `decode`, `unified`, or one a model author
@@ -64,32 +65,70 @@ impl ModeStats {
 }
 
 /// Per-module forward metrics: calls and time per execution mode. Shared by the threads that
-/// run the module; the lock is held only to add two numbers.
+/// run the module and updated on every forward call, so the first few modes (all a module
+/// usually has) are counted with atomics, without a lock.
 #[derive(Debug, Default)]
 pub struct ForwardMetrics {
-    by_mode: Mutex<BTreeMap<ExecutionMode, ModeStats>>,
+    slots: [ModeSlot; MODE_SLOTS],
+    /// Modes past the first [`MODE_SLOTS`], rare enough for a lock.
+    overflow: Mutex<BTreeMap<ExecutionMode, ModeStats>>,
+}
+
+/// Modes counted without a lock.
+const MODE_SLOTS: usize = 8;
+
+/// One mode's counters; the mode is claimed on its first call.
+#[derive(Debug, Default)]
+struct ModeSlot {
+    mode: OnceLock<ExecutionMode>,
+    calls: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl ModeSlot {
+    fn stats(&self) -> ModeStats {
+        ModeStats {
+            calls: self.calls.load(Ordering::Relaxed),
+            nanos: self.nanos.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl ForwardMetrics {
     /// Adds one call of `mode` that took `time`.
     pub fn record(&self, mode: ExecutionMode, time: Duration) {
-        let mut map = self.by_mode.lock().unwrap_or_else(|p| p.into_inner());
+        let nanos = time.as_nanos().min(u64::MAX as u128) as u64;
+        for slot in &self.slots {
+            // Claims a free slot for `mode`; if another mode won the race, look further.
+            if *slot.mode.get_or_init(|| mode) == mode {
+                slot.calls.fetch_add(1, Ordering::Relaxed);
+                slot.nanos.fetch_add(nanos, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut map = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
         let entry = map.entry(mode).or_default();
         entry.calls += 1;
-        entry.nanos += time.as_nanos().min(u64::MAX as u128) as u64;
+        entry.nanos += nanos;
     }
 
     /// The counts for `mode` (zero if it never ran).
     pub fn get(&self, mode: ExecutionMode) -> ModeStats {
-        let map = self.by_mode.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&mode).copied().unwrap_or_default()
+        self.snapshot().get(&mode).copied().unwrap_or_default()
     }
 
     /// Every mode that ran, with its counts.
     pub fn snapshot(&self) -> BTreeMap<ExecutionMode, ModeStats> {
-        self.by_mode
+        let mut out = self
+            .overflow
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        for slot in &self.slots {
+            if let Some(&mode) = slot.mode.get() {
+                out.insert(mode, slot.stats());
+            }
+        }
+        out
     }
 }
