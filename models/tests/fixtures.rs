@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ids;
+
 use lazyforge::Checkpoint;
 use lazyforge_models::npy;
 use serde_json::Value;
@@ -16,14 +18,6 @@ fn json(path: &Path) -> Value {
         )
     });
     serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("an array of ids")
-        .iter()
-        .map(|x| x.as_u64().expect("an id") as u32)
-        .collect()
 }
 
 /// Indices of the `k` largest values, largest first (lower index first on ties).

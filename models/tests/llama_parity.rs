@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::ids;
+
 use lazyforge::{Device, LazyModule};
 use lazyforge_models::llama::Llama;
 use lazyforge_models::npy;
@@ -14,14 +16,6 @@ use std::path::Path;
 /// Relative L2 error allowed on logits with f32 activations (DESIGN.md: about 1e-3; the
 /// SmolLM2 runs measure about 2e-6, the tiny models about 1e-7).
 const LOGITS_TOLERANCE: f64 = 1e-3;
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("an array of ids")
-        .iter()
-        .map(|x| x.as_u64().expect("an id") as u32)
-        .collect()
-}
 
 /// Greedy decoding of `n` tokens after `prompt`: prefill, then decode one token at a time.
 fn greedy(model: &Llama, prompt: &[u32], n: usize) -> Vec<u32> {

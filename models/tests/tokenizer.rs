@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ids;
+
 use lazyforge::source::gguf::{GgufWriter, MetaType, WriteValue};
 use lazyforge_models::{ChatMessage, ChatTemplate, Error, TextTokenizer};
 use serde_json::Value;
@@ -15,14 +17,6 @@ fn smollm2() -> &'static TextTokenizer {
         TextTokenizer::from_gguf_file(common::smollm2_path())
             .expect("SmolLM2's GGUF tokenizer builds")
     })
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("an array of ids")
-        .iter()
-        .map(|x| x.as_u64().expect("an id") as u32)
-        .collect()
 }
 
 fn reference_strings() -> Vec<(String, Vec<u32>, Vec<u32>, bool)> {

@@ -42,3 +42,12 @@ pub fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
     }
     (diff / norm).sqrt()
 }
+
+/// Token ids from a JSON array in a fixture.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("an array of ids")
+        .iter()
+        .map(|x| x.as_u64().expect("an id") as u32)
+        .collect()
+}
