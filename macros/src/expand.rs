@@ -44,13 +44,16 @@ pub fn accessors(m: &Module, bodies: bool) -> TokenStream {
             Some(a) if a == "weight" => {}
             _ => return None,
         }
-        let doc = format!("The device tensor of weight `{name}`, loaded on first use.");
+        let doc = format!(
+            "The device tensor of weight `{name}`, loaded on first use and pinned while the \
+             guard lives."
+        );
         let unreachable = quote!(::core::unreachable!("#[lazy_module] reported an error"));
         Some(if !bodies {
             let ret = if optional {
-                quote!(::core::option::Option<&::lazyforge::Tensor>)
+                quote!(::core::option::Option<::lazyforge::lazy::Pinned>)
             } else {
-                quote!(&::lazyforge::Tensor)
+                quote!(::lazyforge::lazy::Pinned)
             };
             quote! {
                 #[allow(dead_code)]
@@ -62,7 +65,7 @@ pub fn accessors(m: &Module, bodies: bool) -> TokenStream {
             quote! {
                 #[doc = #doc]
                 #[allow(dead_code)]
-                #vis fn #name(&self) -> ::lazyforge::Result<::core::option::Option<&::lazyforge::Tensor>> {
+                #vis fn #name(&self) -> ::lazyforge::Result<::core::option::Option<::lazyforge::lazy::Pinned>> {
                     ::core::option::Option::map(::core::option::Option::as_ref(&self.#name), ::lazyforge::module::Weight::get).transpose()
                 }
             }
@@ -70,7 +73,7 @@ pub fn accessors(m: &Module, bodies: bool) -> TokenStream {
             quote! {
                 #[doc = #doc]
                 #[allow(dead_code)]
-                #vis fn #name(&self) -> ::lazyforge::Result<&::lazyforge::Tensor> {
+                #vis fn #name(&self) -> ::lazyforge::Result<::lazyforge::lazy::Pinned> {
                     ::lazyforge::module::Weight::get(&self.#name)
                 }
             }

@@ -275,21 +275,21 @@ pub struct Attention {
 impl Attention {
     /// The prompt: matrix-matrix projections, causal (banded with a window) attention.
     fn prefill(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        let q = matmul(x, self.q()?)?.into_f32_vec()?;
-        let k = matmul(x, self.k()?)?.into_f32_vec()?;
-        let v = matmul(x, self.v()?)?.into_f32_vec()?;
+        let q = matmul(x, &*self.q()?)?.into_f32_vec()?;
+        let k = matmul(x, &*self.k()?)?.into_f32_vec()?;
+        let v = matmul(x, &*self.v()?)?.into_f32_vec()?;
         let mixed = self.attend(q, k, v, cache, rope)?;
-        Ok(matmul(&mixed, self.o()?)?)
+        Ok(matmul(&mixed, &*self.o()?)?)
     }
 
     /// One token: matrix-vector projections against the cache.
     fn decode(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
         let x = x.as_f32()?;
-        let q = matvec(self.q()?, x)?;
-        let k = matvec(self.k()?, x)?;
-        let v = matvec(self.v()?, x)?;
+        let q = matvec(&*self.q()?, x)?;
+        let k = matvec(&*self.k()?, x)?;
+        let v = matvec(&*self.v()?, x)?;
         let mixed = self.attend(q, k, v, cache, rope)?;
-        let y = matvec(self.o()?, mixed.as_f32()?)?;
+        let y = matvec(&*self.o()?, mixed.as_f32()?)?;
         Ok(Tensor::from_f32([1, self.cfg.hidden], y)?)
     }
 
@@ -334,19 +334,19 @@ pub struct FeedForward {
 impl FeedForward {
     /// Many tokens: matrix-matrix products.
     fn prefill(&self, x: &Tensor) -> Result<Tensor> {
-        let mut g = matmul(x, self.gate()?)?;
-        let u = matmul(x, self.up()?)?;
+        let mut g = matmul(x, &*self.gate()?)?;
+        let u = matmul(x, &*self.up()?)?;
         swiglu_in_place(g.as_f32_mut()?, u.as_f32()?)?;
-        Ok(matmul(&g, self.down()?)?)
+        Ok(matmul(&g, &*self.down()?)?)
     }
 
     /// One token: matrix-vector products.
     fn decode(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.as_f32()?;
-        let mut g = matvec(self.gate()?, x)?;
-        let u = matvec(self.up()?, x)?;
+        let mut g = matvec(&*self.gate()?, x)?;
+        let u = matvec(&*self.up()?, x)?;
         swiglu_in_place(&mut g, &u)?;
-        let y = matvec(self.down()?, &g)?;
+        let y = matvec(&*self.down()?, &g)?;
         Ok(Tensor::from_f32([1, self.cfg.hidden], y)?)
     }
 }
@@ -369,20 +369,20 @@ pub struct Block {
 #[strategy(prefill, decode)]
 impl Block {
     fn prefill(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let h = rms_norm(x, self.attn_norm()?, self.cfg.rms_eps)?;
+        let h = rms_norm(x, &*self.attn_norm()?, self.cfg.rms_eps)?;
         let a = self.attn.forward_prefill(&h, cache, rope)?;
         add_in_place(x.as_f32_mut()?, a.as_f32()?)?;
-        let h = rms_norm(x, self.ffn_norm()?, self.cfg.rms_eps)?;
+        let h = rms_norm(x, &*self.ffn_norm()?, self.cfg.rms_eps)?;
         let f = self.ffn.forward_prefill(&h)?;
         add_in_place(x.as_f32_mut()?, f.as_f32()?)?;
         Ok(())
     }
 
     fn decode(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let h = rms_norm(x, self.attn_norm()?, self.cfg.rms_eps)?;
+        let h = rms_norm(x, &*self.attn_norm()?, self.cfg.rms_eps)?;
         let a = self.attn.forward_decode(&h, cache, rope)?;
         add_in_place(x.as_f32_mut()?, a.as_f32()?)?;
-        let h = rms_norm(x, self.ffn_norm()?, self.cfg.rms_eps)?;
+        let h = rms_norm(x, &*self.ffn_norm()?, self.cfg.rms_eps)?;
         let f = self.ffn.forward_decode(&h)?;
         add_in_place(x.as_f32_mut()?, f.as_f32()?)?;
         Ok(())
@@ -421,7 +421,7 @@ impl Llama {
 
     /// One token `ids[0]` against the cache: its logits `[1, vocab]`.
     fn decode(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
-        let mut x = embedding(self.token_embd()?, ids)?;
+        let mut x = embedding(&*self.token_embd()?, ids)?;
         for (block, kv) in self.blocks.iter().zip(&mut cache.layers) {
             block.forward_decode(&mut x, kv, &cache.rope)?;
         }
@@ -467,7 +467,7 @@ impl Llama {
     /// Logits at every position of the prompt `ids`, `[n, vocab]` (for parity checks; a
     /// generation only needs the last row, which [`Llama::forward_prefill`] computes).
     pub fn prefill_all_logits(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
-        self.materialize_own()?;
+        let _pin = self.resident().pin()?;
         let x = self.hidden_prefill(ids, cache)?;
         self.logits(x)
     }
@@ -477,7 +477,7 @@ impl Llama {
         if ids.is_empty() {
             return Err(Error::Config("prefill needs at least one token".into()));
         }
-        let mut x = embedding(self.token_embd()?, ids)?;
+        let mut x = embedding(&*self.token_embd()?, ids)?;
         for (block, kv) in self.blocks.iter().zip(&mut cache.layers) {
             block.forward_prefill(&mut x, kv, &cache.rope)?;
         }
@@ -486,7 +486,7 @@ impl Llama {
 
     /// Final norm and LM head over hidden states `[n, hidden]`: `[n, vocab]`.
     fn logits(&self, x: Tensor) -> Result<Tensor> {
-        let x = rms_norm(&x, self.output_norm()?, self.cfg.rms_eps)?;
-        Ok(matmul(&x, self.output()?)?)
+        let x = rms_norm(&x, &*self.output_norm()?, self.cfg.rms_eps)?;
+        Ok(matmul(&x, &*self.output()?)?)
     }
 }

@@ -135,6 +135,23 @@ pub enum Error {
         supported: String,
     },
 
+    /// A module's own weights are bigger than the whole memory budget of their device, so
+    /// they could never be resident. Nothing was read.
+    #[error(
+        "module `{module}` needs {bytes} bytes on {device}, more than the whole budget of \
+         {budget} bytes; raise the budget (e.g. --budget) or leave it unlimited"
+    )]
+    Budget {
+        /// The module's type and path.
+        module: String,
+        /// The device.
+        device: String,
+        /// Bytes its own weights occupy once materialized.
+        bytes: u64,
+        /// The budget.
+        budget: u64,
+    },
+
     /// A module spec (JSON) that cannot be bound: malformed, or it disagrees with the
     /// checkpoint it is bound to.
     #[error("module spec: {0}")]

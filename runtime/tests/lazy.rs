@@ -50,7 +50,10 @@ fn materializes_once_under_contention() {
             std::thread::spawn(move || {
                 barrier.wait();
                 let t = w.get().unwrap();
-                (t as *const _ as usize, t.as_f32().unwrap().to_vec())
+                (
+                    &*t as *const lazyforge::Tensor as usize,
+                    t.as_f32().unwrap().to_vec(),
+                )
             })
         })
         .collect();
@@ -139,7 +142,7 @@ fn mapped_weights_are_zero_copy_and_conversions_allocate() {
 fn evict_frees_and_the_next_access_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = Checkpoint::open(write_checkpoint(dir.path())).unwrap();
-    let mut w = ckpt.lazy("w", Device::Cpu).unwrap();
+    let w = ckpt.lazy("w", Device::Cpu).unwrap();
     w.get().unwrap();
     assert_eq!(ckpt.stats().bytes_resident, (N * 4) as u64);
     assert!(w.evict());

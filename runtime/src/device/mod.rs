@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A compute device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Device {
     /// Host memory and CPU kernels.
     #[default]

@@ -71,16 +71,18 @@ mod spec;
 mod tests;
 mod weight;
 
+pub use crate::lazy::ModulePin;
 pub use mode::{ExecutionMode, ForwardMetrics, ModeStats, Strategy};
 pub use scope::{Placement, Scope, WeightDecl};
 pub use weight::Weight;
 
 use crate::device::Device;
 use crate::dtype::DType;
-use crate::error::Result;
-use crate::lazy::Checkpoint;
+use crate::error::{Error, Result};
+use crate::lazy::{Checkpoint, LoadStats, Residency, ResidentModule};
 use rayon::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
 /// What every bound module keeps besides its fields: where it was bound, and its forward
 /// metrics. Generated code stores one in a hidden field.
@@ -90,6 +92,8 @@ pub struct ModuleState {
     prefix: String,
     device: Device,
     metrics: ForwardMetrics,
+    residency: Arc<Residency>,
+    resident: OnceLock<Arc<ResidentModule>>,
 }
 
 impl ModuleState {
@@ -100,7 +104,14 @@ impl ModuleState {
             prefix: scope.prefix().to_string(),
             device: scope.device(),
             metrics: ForwardMetrics::default(),
+            residency: scope.checkpoint().residency(scope.device()),
+            resident: OnceLock::new(),
         }
+    }
+
+    /// The residency of the module's device.
+    pub fn residency(&self) -> &Arc<Residency> {
+        &self.residency
     }
 
     /// The module's path in the tree (empty at the root).
@@ -204,13 +215,74 @@ pub trait LazyModule {
             .sum()
     }
 
-    /// Bytes the tree occupies on its devices once materialized, per dtype.
+    /// Every weight in the tree once: a tensor bound by several weights (tied embeddings)
+    /// appears at its first binding only.
+    fn unique_weights(&self) -> Vec<&Weight> {
+        let mut seen = HashSet::new();
+        self.all_weights()
+            .into_iter()
+            .filter(|w| seen.insert(Arc::as_ptr(w.lazy().slot())))
+            .collect()
+    }
+
+    /// Bytes the tree occupies on its devices once materialized, per dtype (a tied tensor
+    /// once, as it is resident once).
     fn bytes_by_dtype(&self) -> BTreeMap<DType, u64> {
         let mut out = BTreeMap::new();
-        for w in self.all_weights() {
+        for w in self.unique_weights() {
             *out.entry(w.dtype()).or_insert(0) += w.resident_bytes();
         }
         out
+    }
+
+    /// Bytes the tree occupies once materialized, per device and dtype, without reading
+    /// anything.
+    fn bytes_by_device(&self) -> BTreeMap<(Device, DType), u64> {
+        let mut out = BTreeMap::new();
+        for w in self.unique_weights() {
+            *out.entry((w.device(), w.dtype())).or_insert(0) += w.resident_bytes();
+        }
+        out
+    }
+
+    /// Bytes the tree occupies once materialized (a tied tensor once).
+    fn total_bytes(&self) -> u64 {
+        self.unique_weights()
+            .iter()
+            .map(|w| w.resident_bytes())
+            .sum()
+    }
+
+    /// Load counters summed over the tree's weights (a tied tensor once).
+    fn load_stats(&self) -> LoadStats {
+        self.unique_weights()
+            .iter()
+            .fold(LoadStats::default(), |acc, w| acc.merged(w.stats()))
+    }
+
+    /// This module's own weights as a unit of residency (LRU, pins, prefetch), registered
+    /// with its device's residency on first use. Registering a module registers its subtree
+    /// too, parents before children: the order prefetch follows.
+    fn resident(&self) -> &Arc<ResidentModule> {
+        let state = self.state();
+        let mut fresh = false;
+        let unit = state.resident.get_or_init(|| {
+            fresh = true;
+            let residency = state.residency();
+            let slots = self
+                .own_weights()
+                .into_iter()
+                .map(|w| Arc::clone(w.lazy().slot()))
+                .filter(|s| Arc::ptr_eq(s.residency(), residency))
+                .collect();
+            residency.register_module(self.path(), self.type_name(), slots)
+        });
+        if fresh {
+            for child in self.children() {
+                child.resident();
+            }
+        }
+        unit
     }
 
     /// Whether every weight in the tree is loaded.
@@ -229,16 +301,40 @@ pub trait LazyModule {
         materialize_all(&self.own_weights())
     }
 
-    /// Drops every loaded weight in the tree; returns how many were loaded.
-    fn evict(&mut self) -> usize {
-        let mut n = 0;
-        for w in self.own_weights_mut() {
-            n += usize::from(w.evict());
+    /// Loads every weight in the tree if all of it fits in `budget` bytes (counting what is
+    /// resident already); otherwise an error saying how much it needs, before anything is
+    /// read.
+    fn materialize_within(&self, budget: u64) -> Result<()> {
+        let need = self.total_bytes();
+        if need > budget {
+            return Err(Error::Budget {
+                module: module_name(self),
+                device: self.state().device().to_string(),
+                bytes: need,
+                budget,
+            });
         }
-        for child in self.children_mut() {
-            n += child.evict();
+        self.materialize()
+    }
+
+    /// What the tree will cost, from metadata alone: bytes per device and dtype, parameters,
+    /// and a first estimate of FLOPs per token (two per weight value a token multiplies).
+    /// Models refine it with their KV cache and attention (e.g. Llama's `estimate`).
+    fn estimate(&self) -> Estimate {
+        let weights = self.bytes_by_device();
+        let params = self.parameter_count();
+        Estimate {
+            weight_bytes: weights.clone(),
+            kv_cache_bytes: 0,
+            parameters: params,
+            flops_per_token_prefill: 2 * params,
+            flops_per_token_decode: 2 * params,
         }
-        n
+    }
+
+    /// Drops every loaded, unpinned weight in the tree; returns how many were dropped.
+    fn evict(&self) -> usize {
+        self.unique_weights().iter().filter(|w| w.evict()).count()
     }
 
     /// The tree's spec: type, path, key prefix, device, config and weight table, recursively.
@@ -254,6 +350,73 @@ pub trait LazyModule {
         spec::write_summary(self, 0, &mut out);
         out
     }
+}
+
+/// What a model will cost, answered from metadata before any byte is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Estimate {
+    /// Bytes of weights once materialized, per device and dtype.
+    #[serde(serialize_with = "serialize_device_bytes")]
+    pub weight_bytes: BTreeMap<(Device, DType), u64>,
+    /// Bytes of the per-sequence state (KV cache) for the context length and batch asked for.
+    pub kv_cache_bytes: u64,
+    /// Parameters (values).
+    pub parameters: u64,
+    /// Floating-point operations per token in prefill (multiply and add count as two).
+    pub flops_per_token_prefill: u64,
+    /// Floating-point operations per token in decode.
+    pub flops_per_token_decode: u64,
+}
+
+impl Estimate {
+    /// Bytes of weights on `device`, all dtypes.
+    pub fn weight_bytes_on(&self, device: Device) -> u64 {
+        self.weight_bytes
+            .iter()
+            .filter(|((d, _), _)| *d == device)
+            .map(|(_, b)| b)
+            .sum()
+    }
+
+    /// Everything on `device`: weights plus the KV cache (which lives on the model's device).
+    pub fn total_bytes_on(&self, device: Device) -> u64 {
+        self.weight_bytes_on(device) + self.kv_cache_bytes
+    }
+}
+
+fn serialize_device_bytes<S: serde::Serializer>(
+    m: &BTreeMap<(Device, DType), u64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(m.len()))?;
+    for ((d, t), b) in m {
+        map.serialize_entry(&format!("{d}/{t}"), b)?;
+    }
+    map.end()
+}
+
+/// `Type (path)`, or `Type` at the root.
+fn module_name<M: LazyModule + ?Sized>(m: &M) -> String {
+    match m.path() {
+        "" => m.type_name().to_string(),
+        p => format!("{} ({p})", m.type_name()),
+    }
+}
+
+/// Materializes several modules' trees at once, their weights loaded in parallel (a tied
+/// tensor once).
+pub fn materialize_modules(modules: &[&dyn LazyModule]) -> Result<()> {
+    let mut seen = HashSet::new();
+    let mut weights = Vec::new();
+    for m in modules {
+        for w in m.all_weights() {
+            if seen.insert(Arc::as_ptr(w.lazy().slot())) {
+                weights.push(w);
+            }
+        }
+    }
+    materialize_all(&weights)
 }
 
 /// What a `#[config]` type is: cloneable (children get a copy) and serializable (it goes
@@ -376,8 +539,8 @@ pub mod __private {
             .unwrap_or_else(|e| Value::String(format!("config does not serialize: {e}")))
     }
 
-    /// A `forward_<mode>` entry point: materialize the module's own weights if needed, run
-    /// `f`, time it into the module's metrics.
+    /// A `forward_<mode>` entry point: pin the module's own weights (materializing them if
+    /// needed, within the device's budget), run `f`, time it into the module's metrics.
     pub fn run_mode<M, T, E>(
         module: &M,
         mode: ExecutionMode,
@@ -387,7 +550,7 @@ pub mod __private {
         M: Strategy + ?Sized,
         E: From<Error>,
     {
-        module.materialize_own()?;
+        let _pin = module.resident().pin()?;
         let start = Instant::now();
         let out = f();
         module.metrics().record(mode, start.elapsed());

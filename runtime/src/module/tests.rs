@@ -34,7 +34,7 @@ struct Norm {
 #[strategy(unified)]
 impl Norm {
     fn unified(&self, x: &Tensor) -> Result<Tensor> {
-        crate::ops::layer_norm(x, self.weight()?, self.bias()?, 1e-5)
+        crate::ops::layer_norm(x, &*self.weight()?, self.bias()?.as_deref(), 1e-5)
     }
 }
 

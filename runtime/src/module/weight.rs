@@ -1,10 +1,10 @@
 //! [`Weight`]: the field type of a declared weight — a lazy handle plus where it sits in the
 //! module tree.
 
-use crate::device::{Device, Tensor};
+use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::lazy::{LazyTensor, LoadStats};
+use crate::lazy::{LazyTensor, LoadStats, Pinned};
 
 /// A module's weight: bound (checked against the checkpoint's metadata) but loaded only on
 /// first [`Weight::get`].
@@ -25,8 +25,9 @@ impl Weight {
         }
     }
 
-    /// The device tensor, materializing it on first use (exactly once across threads).
-    pub fn get(&self) -> Result<&Tensor> {
+    /// The device tensor, materializing it on first use (exactly once per residency across
+    /// threads), pinned against eviction while the guard lives.
+    pub fn get(&self) -> Result<Pinned> {
         self.tensor.get()
     }
 
@@ -85,8 +86,8 @@ impl Weight {
         &self.tensor
     }
 
-    /// Drops the loaded tensor; returns whether one was loaded.
-    pub fn evict(&mut self) -> bool {
+    /// Drops the loaded tensor unless it is pinned; returns whether one was dropped.
+    pub fn evict(&self) -> bool {
         self.tensor.evict()
     }
 }

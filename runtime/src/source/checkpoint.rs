@@ -7,10 +7,10 @@ use super::{MapPolicy, Mapping, TensorInfo};
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::lazy::{LazyTensor, LoadCounters, LoadStats};
+use crate::lazy::{LazyTensor, LoadCounters, LoadStats, Residency};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The file format of a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -73,6 +73,7 @@ pub struct Checkpoint {
     gguf: Option<GgufFile>,
     safetensors_metadata: BTreeMap<String, String>,
     totals: Arc<LoadCounters>,
+    residencies: Mutex<Vec<Arc<Residency>>>,
 }
 
 const PICKLE_EXTENSIONS: [&str; 6] = ["bin", "pt", "pth", "ckpt", "pkl", "pickle"];
@@ -275,6 +276,7 @@ impl Checkpoint {
             gguf,
             safetensors_metadata,
             totals: Arc::new(LoadCounters::default()),
+            residencies: Mutex::new(Vec::new()),
         })
     }
 
@@ -369,7 +371,29 @@ impl Checkpoint {
     pub fn lazy_as(&self, name: &str, device: Device, dtype: DType) -> Result<LazyTensor> {
         let info = self.tensor(name)?.clone();
         let file = Arc::clone(&self.files[info.file]);
-        LazyTensor::new(info, file, device, dtype, Arc::clone(&self.totals))
+        let residency = self.residency(device);
+        LazyTensor::new(info, file, &residency, dtype, Arc::clone(&self.totals))
+    }
+
+    /// The residency of `device`: where this checkpoint's tensors on that device are
+    /// materialized, within its budget (unlimited until set). Made on first use.
+    pub fn residency(&self, device: Device) -> Arc<Residency> {
+        let mut all = self.residencies.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = all.iter().find(|r| r.device() == device) {
+            return Arc::clone(r);
+        }
+        let r = Residency::new(device);
+        all.push(Arc::clone(&r));
+        r
+    }
+
+    /// Places this checkpoint's tensors on `residency.device()` in `residency`, shared with
+    /// other checkpoints (one budget for several models on one device). Handles made before
+    /// keep their residency.
+    pub fn set_residency(&self, residency: Arc<Residency>) {
+        let mut all = self.residencies.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|r| r.device() != residency.device());
+        all.push(residency);
     }
 
     /// Load counters summed over every lazy handle made from this checkpoint.

@@ -4,6 +4,25 @@
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The smallest page size of the platforms lazyforge runs on; touching one byte per `PAGE`
+/// faults in every page, and larger pages are only touched more than once.
+const PAGE: usize = 4096;
+
+/// Drops `file`'s clean pages from the OS page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`).
+#[cfg(target_os = "linux")]
+pub fn drop_page_cache(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a file descriptor we own for the duration of the call; it
+    // reads or writes no memory of ours.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(rc))
+    }
+}
 
 /// How a [`Mapping`] reaches the file's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,6 +133,68 @@ impl Mapping {
         let mut out = AlignedBytes::zeroed(len);
         self.read_exact_at(offset, out.as_mut_slice())?;
         Ok(out)
+    }
+
+    /// Brings the mapped pages of `offset..offset+len` into memory (asks the kernel to read
+    /// ahead, then touches one byte per page), so that later reads do not fault. Returns the
+    /// time it took; a no-op for positioned reads.
+    pub fn fault_in(&self, offset: u64, len: usize) -> Result<Duration> {
+        let range = self.check_range(offset, len)?;
+        let Backing::Mapped(m) = &self.backing else {
+            return Ok(Duration::ZERO);
+        };
+        let start = Instant::now();
+        #[cfg(unix)]
+        // Advice is a hint: a kernel that refuses it still faults the pages in below.
+        let _ = m.advise_range(memmap2::Advice::WillNeed, range.start, range.len());
+        let bytes = &m[range];
+        let mut sum = 0u8;
+        for i in (0..bytes.len()).step_by(PAGE) {
+            sum = sum.wrapping_add(bytes[i]);
+        }
+        if let Some(&last) = bytes.last() {
+            sum = sum.wrapping_add(last);
+        }
+        std::hint::black_box(sum);
+        Ok(start.elapsed())
+    }
+
+    /// Gives back the memory of the whole pages inside `offset..offset+len`, so the
+    /// process's resident set really shrinks; a later read faults them in again from the
+    /// page cache or the file. Partial pages at either end (shared with neighbouring
+    /// tensors) are kept. A no-op for positioned reads.
+    pub fn drop_pages(&self, offset: u64, len: usize) -> Result<()> {
+        let range = self.check_range(offset, len)?;
+        let Backing::Mapped(m) = &self.backing else {
+            return Ok(());
+        };
+        let base = m.as_ptr() as usize;
+        let first = (base + range.start).next_multiple_of(PAGE) - base;
+        let end = (base + range.end) / PAGE * PAGE - base;
+        if end <= first {
+            return Ok(());
+        }
+        #[cfg(not(unix))]
+        return Ok(());
+        #[cfg(unix)]
+        // SAFETY: the mapping is a read-only shared map of a file (never MAP_PRIVATE with
+        // writes), so MADV_DONTNEED discards no data: the pages are re-read from the file on
+        // the next access, and every `&[u8]` handed out over them stays valid and sees the
+        // same bytes. The range is inside the mapping (checked above) and page-aligned.
+        unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first) }
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Drops the file's pages from the operating system's page cache (for measuring cold
+    /// starts honestly); pages mapped by this or another process may stay. A no-op where
+    /// the OS has no such call.
+    pub fn drop_page_cache(&self) -> Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+            drop_page_cache(&file).map_err(|e| Error::io(&self.path, e))?;
+        }
+        Ok(())
     }
 
     fn check_range(&self, offset: u64, len: usize) -> Result<std::ops::Range<usize>> {

@@ -66,7 +66,7 @@ pub struct LayerNorm {
 #[strategy(unified)]
 impl LayerNorm {
     fn unified(&self, x: &Tensor) -> Result<Tensor> {
-        layer_norm(x, self.weight()?, Some(self.bias()?), self.cfg.eps)
+        layer_norm(x, &*self.weight()?, Some(&*self.bias()?), self.cfg.eps)
     }
 }
 
@@ -89,21 +89,21 @@ pub struct Attention {
 impl Attention {
     /// Many tokens: matrix-matrix projections.
     fn prefill(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let mut qkv = matmul(x, self.qkv()?)?.into_f32_vec()?;
-        add_rows(&mut qkv, self.qkv_bias()?)?;
+        let mut qkv = matmul(x, &*self.qkv()?)?.into_f32_vec()?;
+        add_rows(&mut qkv, &*self.qkv_bias()?)?;
         let mixed = self.attend(&qkv, cache)?;
-        let mut y = matmul(&mixed, self.out()?)?;
-        add_rows(y.as_f32_mut()?, self.out_bias()?)?;
+        let mut y = matmul(&mixed, &*self.out()?)?;
+        add_rows(y.as_f32_mut()?, &*self.out_bias()?)?;
         Ok(y)
     }
 
     /// One token: matrix-vector projections.
     fn decode(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let mut qkv = matvec(self.qkv()?, x.as_f32()?)?;
-        add_rows(&mut qkv, self.qkv_bias()?)?;
+        let mut qkv = matvec(&*self.qkv()?, x.as_f32()?)?;
+        add_rows(&mut qkv, &*self.qkv_bias()?)?;
         let mixed = self.attend(&qkv, cache)?;
-        let mut y = matvec(self.out()?, mixed.as_f32()?)?;
-        add_rows(&mut y, self.out_bias()?)?;
+        let mut y = matvec(&*self.out()?, mixed.as_f32()?)?;
+        add_rows(&mut y, &*self.out_bias()?)?;
         Tensor::from_f32([1, self.cfg.hidden], y)
     }
 
@@ -143,11 +143,11 @@ pub struct Mlp {
 #[strategy(unified)]
 impl Mlp {
     fn unified(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = matmul(x, self.up()?)?;
-        add_rows(h.as_f32_mut()?, self.up_bias()?)?;
+        let mut h = matmul(x, &*self.up()?)?;
+        add_rows(h.as_f32_mut()?, &*self.up_bias()?)?;
         gelu_tanh_in_place(h.as_f32_mut()?);
-        let mut y = matmul(&h, self.down()?)?;
-        add_rows(y.as_f32_mut()?, self.down_bias()?)?;
+        let mut y = matmul(&h, &*self.down()?)?;
+        add_rows(y.as_f32_mut()?, &*self.down_bias()?)?;
         Ok(y)
     }
 }
@@ -243,8 +243,8 @@ impl Gpt2 {
         }
         let start = caches.first().map_or(0, KvCache::next_position) as u32;
         let positions: Vec<u32> = (start..start + ids.len() as u32).collect();
-        let mut x = embedding(self.wte()?, ids)?;
-        let pos = embedding(self.wpe()?, &positions)?;
+        let mut x = embedding(&*self.wte()?, ids)?;
+        let pos = embedding(&*self.wpe()?, &positions)?;
         add_in_place(x.as_f32_mut()?, pos.as_f32()?)?;
         Ok(x)
     }
@@ -253,7 +253,7 @@ impl Gpt2 {
         let x = self.ln_f.forward_unified(x)?;
         let d = self.cfg.hidden;
         let values = x.as_f32()?;
-        matvec(self.lm_head()?, &values[values.len() - d..])
+        matvec(&*self.lm_head()?, &values[values.len() - d..])
     }
 }
 

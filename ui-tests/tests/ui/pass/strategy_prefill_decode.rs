@@ -14,12 +14,12 @@ struct Linear {
 impl Linear {
     /// Many rows: matrix-matrix.
     fn prefill(&self, x: &Tensor) -> Result<Tensor> {
-        matmul(x, self.weight()?)
+        matmul(x, &*self.weight()?)
     }
 
     /// One row: matrix-vector.
     fn decode(&self, x: &Tensor) -> Result<Tensor> {
-        let y = matvec(self.weight()?, x.as_f32()?)?;
+        let y = matvec(&*self.weight()?, x.as_f32()?)?;
         Tensor::from_f32([1, y.len()], y)
     }
 }

@@ -13,7 +13,7 @@ struct RmsNorm {
 #[strategy(unified)]
 impl RmsNorm {
     fn unified(&self, x: &Tensor, eps: f32) -> Result<Tensor> {
-        rms_norm(x, self.weight()?, self.eps(eps))
+        rms_norm(x, &*self.weight()?, self.eps(eps))
     }
 
     fn eps(&self, eps: f32) -> f32 {

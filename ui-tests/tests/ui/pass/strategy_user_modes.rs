@@ -14,7 +14,7 @@ struct Attention {
 #[strategy(long_context, speculative)]
 impl Attention {
     fn long_context<'a>(&self, x: &'a [f32], cache: &mut KvCache) -> Result<&'a [f32]> {
-        let _ = (self.q()?, cache.len());
+        let _ = (&*self.q()?, cache.len());
         Ok(x)
     }
 

@@ -9,7 +9,7 @@ struct Linear {
 #[strategy()]
 impl Linear {
     fn unified(&self, x: &Tensor) -> Result<Tensor> {
-        lazyforge::ops::matmul(x, self.weight()?)
+        lazyforge::ops::matmul(x, &*self.weight()?)
     }
 }
 

@@ -9,7 +9,7 @@ struct Linear {
 #[strategy(prefill, decode)]
 impl Linear {
     fn prefill(&self, x: &Tensor) -> Result<Tensor> {
-        lazyforge::ops::matmul(x, self.weight()?)
+        lazyforge::ops::matmul(x, &*self.weight()?)
     }
 }
 

@@ -9,7 +9,7 @@ struct Linear {
 #[strategy(unified)]
 impl Linear {
     fn unified(&mut self, x: &Tensor) -> Result<Tensor> {
-        lazyforge::ops::matmul(x, self.weight()?)
+        lazyforge::ops::matmul(x, &*self.weight()?)
     }
 }
 

@@ -9,7 +9,7 @@ struct Linear {
 #[strategy(decode, decode)]
 impl Linear {
     fn decode(&self, x: &Tensor) -> Result<Tensor> {
-        lazyforge::ops::matmul(x, self.weight()?)
+        lazyforge::ops::matmul(x, &*self.weight()?)
     }
 }
 

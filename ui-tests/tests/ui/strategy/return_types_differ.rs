@@ -9,11 +9,11 @@ struct Linear {
 #[strategy(prefill, decode)]
 impl Linear {
     fn prefill(&self, x: &Tensor) -> Result<Tensor> {
-        lazyforge::ops::matmul(x, self.weight()?)
+        lazyforge::ops::matmul(x, &*self.weight()?)
     }
 
     fn decode(&self, x: &Tensor) -> Result<Vec<f32>> {
-        lazyforge::ops::matvec(self.weight()?, x.as_f32()?)
+        lazyforge::ops::matvec(&*self.weight()?, x.as_f32()?)
     }
 }
 

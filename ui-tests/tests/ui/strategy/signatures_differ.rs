@@ -9,11 +9,11 @@ struct Linear {
 #[strategy(prefill, decode)]
 impl Linear {
     fn prefill(&self, x: &Tensor) -> Result<Tensor> {
-        lazyforge::ops::matmul(x, self.weight()?)
+        lazyforge::ops::matmul(x, &*self.weight()?)
     }
 
     fn decode(&self, x: &[f32]) -> Result<Tensor> {
-        let y = lazyforge::ops::matvec(self.weight()?, x)?;
+        let y = lazyforge::ops::matvec(&*self.weight()?, x)?;
         Tensor::from_f32([1, 4], y)
     }
 }
