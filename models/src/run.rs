@@ -20,6 +20,9 @@ const DEFAULT_QUESTION: &str = "What is the capital of France? Answer in one sen
 pub enum LoadMode {
     /// Each weight on first use (open reads metadata only).
     Lazy,
+    /// On first use, and the next modules are loaded ahead on an I/O thread while the
+    /// current one computes.
+    Prefetch,
     /// Every weight right after open, in parallel.
     Eager,
 }
@@ -65,8 +68,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// When to read weights.
-    #[arg(long, value_enum, default_value_t = LoadMode::Lazy)]
+    #[arg(long, value_enum, default_value_t = LoadMode::Prefetch)]
     pub load: LoadMode,
+    /// Memory budget for the weights on the device: bytes (1000000), a size (512MiB, 2GB)
+    /// or a share of the model's bytes (60%). Least recently used modules are evicted to
+    /// stay within it. Default: unlimited.
+    #[arg(long, value_name = "SIZE")]
+    pub budget: Option<lazyforge::lazy::Budget>,
+    /// Drop the model's pages from the OS page cache before opening it (a cold start).
+    #[arg(long)]
+    pub cold: bool,
+    /// No progress bar and no statistics line.
+    #[arg(long)]
+    pub quiet: bool,
     /// Print one JSON object (prompt ids, generated ids, text, statistics) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -95,15 +109,34 @@ fn open(args: &RunArgs) -> Result<Session> {
         Some(p) => p.clone(),
         None => crate::fetch::default_model()?,
     };
+    if args.cold {
+        drop_page_cache(&path)?;
+    }
     let start = Instant::now();
     let model = Llama::open(&path, device)?;
     let open_ms = start.elapsed().as_secs_f64() * 1e3;
+    let residency = model.residency();
+    if let Some(budget) = args.budget {
+        residency.set_budget(Some(budget.bytes_for(model.total_bytes())));
+    }
     let tokenizer = open_tokenizer(&path, args.prompt_ids.is_some())?;
     let materialize_ms = match args.load {
         LoadMode::Lazy => None,
+        LoadMode::Prefetch => {
+            residency.set_prefetch(PREFETCH_MODULES);
+            None
+        }
         LoadMode::Eager => {
             let t = Instant::now();
-            model.materialize()?;
+            let _progress = LoadProgress::start(&model, show_progress(args));
+            match residency.budget() {
+                Some(b) => model.materialize_within(b).map_err(|e| {
+                    Error::Config(format!(
+                        "--load eager: {e}; with this budget use --load lazy or prefetch"
+                    ))
+                })?,
+                None => model.materialize()?,
+            }
             Some(t.elapsed().as_secs_f64() * 1e3)
         }
     };
@@ -116,6 +149,87 @@ fn open(args: &RunArgs) -> Result<Session> {
 }
 
 /// The tokenizer stored with the model; optional when the prompt is given as ids.
+/// Modules queued ahead by `--load prefetch`: the next two blocks (a block, its attention and
+/// its feed-forward are three modules).
+const PREFETCH_MODULES: usize = 6;
+
+/// Whether a progress bar may be drawn: stderr is a terminal, and neither --json nor --quiet.
+fn show_progress(args: &RunArgs) -> bool {
+    use std::io::IsTerminal;
+    !args.json && !args.quiet && std::io::stderr().is_terminal()
+}
+
+/// Drops the pages of a model file (or of every file in a model directory) from the page
+/// cache.
+fn drop_page_cache(path: &Path) -> Result<()> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    for f in files {
+        lazyforge::source::Mapping::open(&f, lazyforge::source::MapPolicy::ForceRead)?
+            .drop_page_cache()?;
+    }
+    Ok(())
+}
+
+/// A progress bar of bytes materialized, drawn on stderr only when loading takes longer than
+/// about half a second (and [`show_progress`] allows it); cleared when dropped.
+struct LoadProgress {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoadProgress {
+    fn start(model: &Llama, enabled: bool) -> LoadProgress {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let total = model.total_bytes();
+        let residency = std::sync::Arc::clone(model.residency());
+        let thread = (enabled && total > 0).then(|| {
+            let done = std::sync::Arc::clone(&done);
+            let start_bytes = residency.stats().loads.bytes_read;
+            std::thread::spawn(move || {
+                use std::sync::atomic::Ordering;
+                let started = Instant::now();
+                while started.elapsed() < std::time::Duration::from_millis(500) {
+                    if done.load(Ordering::Acquire) {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                let bar = indicatif::ProgressBar::new(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "materializing {bar:30} {binary_bytes}/{binary_total_bytes} ({elapsed})",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                while !done.load(Ordering::Acquire) {
+                    let read = residency.stats().loads.bytes_read - start_bytes;
+                    bar.set_position(read.min(total));
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                bar.finish_and_clear();
+            })
+        });
+        LoadProgress { done, thread }
+    }
+}
+
+impl Drop for LoadProgress {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn open_tokenizer(path: &Path, optional: bool) -> Result<Option<TextTokenizer>> {
     let result = if path.is_dir() {
         TextTokenizer::from_hf_dir(path)
@@ -169,10 +283,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut cache = session.model.new_cache()?;
     let generation = generate_with(&session, args, &prompt_ids, &mut cache)?;
     if args.json {
-        print_json(&session, &generation)?;
+        print_json(&session, args, &generation)?;
     } else {
         println!();
-        eprintln!("{}", stats_line(&session, &generation));
+        if !args.quiet {
+            eprintln!("{}", stats_line(&session, &generation));
+        }
     }
     Ok(())
 }
@@ -225,7 +341,9 @@ pub fn chat(args: &RunArgs) -> Result<()> {
         };
         let generation = generate_with(&session, args, &new_ids, &mut cache)?;
         println!();
-        eprintln!("{}", stats_line(&session, &generation));
+        if !args.quiet {
+            eprintln!("{}", stats_line(&session, &generation));
+        }
         // The cache holds every generated token but the last, which was sampled, not run.
         let mut ids = all_ids;
         let n = generation.generated_ids.len();
@@ -262,7 +380,9 @@ fn generate_with(
     let mut forward = |ids: &[u32]| -> Result<Vec<f32>> {
         let logits = if first {
             first = false;
+            let progress = LoadProgress::start(model, show_progress(args));
             let logits = model.forward_prefill(ids, cache)?;
+            drop(progress);
             if let Some(path) = &args.dump_logits {
                 let values = logits.as_f32()?;
                 crate::npy::write_f32(path, &[values.len()], values)?;
@@ -274,7 +394,7 @@ fn generate_with(
         Ok(logits.into_f32_vec()?)
     };
     let options = options(args)?;
-    let quiet = args.json;
+    let quiet = args.json || args.quiet;
     match session.tokenizer.as_ref() {
         Some(t) => generate(t, prompt_ids, &options, &mut forward, |text| {
             if !quiet {
@@ -288,13 +408,8 @@ fn generate_with(
     }
 }
 
-fn print_json(session: &Session, g: &Generation) -> Result<()> {
-    let loaded = session
-        .model
-        .all_weights()
-        .iter()
-        .map(|w| w.stats().bytes_read)
-        .sum::<u64>();
+fn print_json(session: &Session, args: &RunArgs, g: &Generation) -> Result<()> {
+    let r = session.model.residency().stats();
     let doc = serde_json::json!({
         "prompt_ids": g.prompt_ids,
         "generated_ids": g.generated_ids,
@@ -309,8 +424,20 @@ fn print_json(session: &Session, g: &Generation) -> Result<()> {
             "prompt_tokens": g.stats.prompt_tokens,
             "generated_tokens": g.stats.generated_tokens,
             "total_ms": g.stats.total_ms,
-            "bytes_materialized": loaded,
+            "bytes_materialized": r.loads.bytes_read,
             "peak_rss_bytes": g.stats.peak_rss_bytes,
+            "load": format!("{:?}", args.load).to_lowercase(),
+            "model_bytes": session.model.total_bytes(),
+            "budget_bytes": r.budget,
+            "resident_bytes": r.resident_bytes,
+            "peak_resident_bytes": r.peak_resident_bytes,
+            "loads": r.loads.loads,
+            "reloads": r.loads.reloads,
+            "evictions": r.loads.evictions,
+            "over_budget": r.over_budget,
+            "hits": r.loads.hits,
+            "load_ms": r.loads.load_nanos as f64 / 1e6,
+            "page_fault_ms": r.loads.fault_nanos as f64 / 1e6,
         },
     });
     println!(
@@ -321,14 +448,20 @@ fn print_json(session: &Session, g: &Generation) -> Result<()> {
 }
 
 fn stats_line(session: &Session, g: &Generation) -> String {
-    let loaded: u64 = session
-        .model
-        .all_weights()
-        .iter()
-        .map(|w| w.stats().bytes_read)
-        .sum();
+    let r = session.model.residency().stats();
+    let loaded = r.loads.bytes_read;
+    let budget = match r.budget {
+        Some(b) => format!(
+            ", budget {:.1} MB: peak resident {:.1} MB, {} evictions, {} reloads",
+            b as f64 / 1e6,
+            r.peak_resident_bytes as f64 / 1e6,
+            r.loads.evictions,
+            r.loads.reloads
+        ),
+        None => String::new(),
+    };
     format!(
-        "[open {:.1} ms, first token {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s, {} tokens, {:.1} MB materialized, peak RSS {}]",
+        "[open {:.1} ms, first token {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s, {} tokens, {:.1} MB materialized{budget}, peak RSS {}]",
         session.open_ms,
         g.stats.first_token_ms,
         g.stats.prefill_tokens_per_s,

@@ -2,10 +2,12 @@
 //! [`Residency`] that holds the device tensor once it has been read, converted and placed —
 //! exactly once per residency — and that a budget may evict again.
 
+mod budget;
 mod metrics;
 mod residency;
 
 pub use crate::source::checkpoint::{Checkpoint, Format, OpenOptions};
+pub use budget::Budget;
 pub use metrics::{LoadCounters, LoadStats};
 pub use residency::{ModulePin, Pinned, Residency, ResidencyStats, ResidentModule, Slot};
 

@@ -171,6 +171,11 @@ pub trait LazyModule {
         self.state().path()
     }
 
+    /// The residency of its device: budget, what is resident, counters.
+    fn residency(&self) -> &Arc<Residency> {
+        self.state().residency()
+    }
+
     /// Its forward metrics: calls and time per execution mode.
     fn metrics(&self) -> &ForwardMetrics {
         self.state().metrics()
