@@ -203,18 +203,14 @@ impl Residency {
         }
     }
 
-    /// Evicts every unpinned module; returns how many tensors were dropped.
+    /// Evicts every unpinned tensor; returns how many were dropped.
     pub fn evict_all(&self) -> usize {
-        let mut st = self.lock();
-        let modules: Vec<_> = st.modules.iter().filter_map(Weak::upgrade).collect();
-        let mut n = 0;
-        for m in modules {
-            if m.pins.load(Ordering::Acquire) == 0 {
-                n += m.slots.iter().filter(|s| self.evict_slot(s)).count();
-            }
-        }
-        st.modules.retain(|w| w.strong_count() > 0);
-        n
+        let slots: Vec<Arc<Slot>> = {
+            let map = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            map.values().filter_map(Weak::upgrade).collect()
+        };
+        let _st = self.lock();
+        slots.iter().filter(|s| self.evict_slot(s)).count()
     }
 
     /// The one slot for `info` in `file` as `target` on this device: shared by every handle

@@ -297,6 +297,8 @@ pub trait LazyModule {
 
     /// Loads every weight in the tree that is not loaded yet, in parallel.
     fn materialize(&self) -> Result<()> {
+        // Registered first, so that what is loaded here takes part in LRU eviction.
+        self.resident();
         materialize_all(&self.all_weights())
     }
 

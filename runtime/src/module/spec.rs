@@ -125,16 +125,47 @@ pub(super) fn write_summary<M: LazyModule + ?Sized>(module: &M, depth: usize, ou
         "{indent}{path}: {}  {} params, {}, {loaded}/{} materialized",
         module.type_name(),
         module.parameter_count(),
-        human_bytes(weights.iter().map(|w| w.resident_bytes()).sum()),
+        human_bytes(module.total_bytes()),
         weights.len(),
     );
+    if depth == 0 {
+        let r = module.residency().stats();
+        let budget = r.budget.map_or("unlimited".to_string(), human_bytes);
+        let _ = writeln!(
+            out,
+            "{indent}  residency on {}: budget {budget}, resident {} (peak {}), {} loads, \
+             {} reloads, {} evictions, {} over budget, load {}, page faults {}",
+            module.residency().device(),
+            human_bytes(r.resident_bytes),
+            human_bytes(r.peak_resident_bytes),
+            r.loads.loads,
+            r.loads.reloads,
+            r.loads.evictions,
+            r.over_budget,
+            human_time(r.loads.load_time()),
+            human_time(r.loads.fault_time()),
+        );
+    }
     for w in module.own_weights() {
         let stats = w.stats();
-        let state = if w.is_materialized() {
+        let mut state = if w.is_materialized() {
             format!("materialized in {}", human_time(stats.load_time()))
+        } else if stats.evictions > 0 {
+            "evicted".to_string()
         } else {
             "lazy".to_string()
         };
+        if stats.loads > 0 {
+            let _ = write!(
+                state,
+                " ({} loads, {} reloads, {} evictions, {} hits, page faults {})",
+                stats.loads,
+                stats.reloads,
+                stats.evictions,
+                stats.hits,
+                human_time(stats.fault_time())
+            );
+        }
         let _ = writeln!(
             out,
             "{indent}  {} = '{}'  {:?} {} on {}  {} params, {}, {state}",
