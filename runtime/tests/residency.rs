@@ -69,7 +69,7 @@ fn write_model(dir: &Path) -> PathBuf {
         .unwrap();
     for i in 0..LAYERS {
         w.add_tensor(
-            &format!("blk.{i}.w"),
+            format!("blk.{i}.w"),
             DType::F32,
             &[DIM, DIM],
             &bytes(DIM * DIM, i),
