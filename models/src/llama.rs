@@ -490,3 +490,73 @@ impl Llama {
         Ok(matmul(&x, &*self.output()?)?)
     }
 }
+
+/// Definitions and estimates: what a Llama costs, answered from metadata alone.
+impl Llama {
+    /// A definition of the model at `path` that costs its config and path until first used
+    /// ([`Deferred::get`](lazyforge::module::Deferred::get) opens and binds). Reads the
+    /// config now (metadata only) and keeps no file open.
+    pub fn define(
+        path: impl AsRef<Path>,
+        device: Device,
+    ) -> Result<lazyforge::module::Deferred<Llama>> {
+        let path = path.as_ref();
+        let cfg = if path.is_dir() {
+            LlamaConfig::from_hf_config(&path.join("config.json"))?
+        } else {
+            let checkpoint = Checkpoint::open(path)?;
+            let gguf = checkpoint.gguf().ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: expected a GGUF file or an HF model directory",
+                    path.display()
+                ))
+            })?;
+            LlamaConfig::from_gguf(gguf)?
+        };
+        Ok(lazyforge::module::Deferred::with_opener(
+            path,
+            device,
+            cfg,
+            |p| {
+                if p.is_dir() {
+                    Checkpoint::open(p)?.with_aliases(hf_alias)
+                } else {
+                    Checkpoint::open(p)
+                }
+            },
+        ))
+    }
+
+    /// What running `batch` sequences of `context` tokens costs, without reading any
+    /// weight: weight bytes per device and dtype, the KV caches' bytes (f32 keys and values
+    /// for every layer, bounded by the sliding window, plus one position per slot), and
+    /// FLOPs per token — matrix products (two per weight value) plus attention (four per
+    /// query head dimension per attended key); norms, RoPE and activations are left out.
+    /// Decode is counted at position `context`; prefill averages over a `context`-token
+    /// prompt.
+    pub fn estimate_for(&self, context: usize, batch: usize) -> lazyforge::module::Estimate {
+        let c = &self.cfg;
+        let mut estimate = self.estimate();
+        let slots = c.sliding_window.map_or(context, |w| context.min(w)) as u64;
+        let per_slot = (2 * c.n_kv_heads * c.head_dim * 4 + std::mem::size_of::<usize>()) as u64;
+        estimate.kv_cache_bytes = batch as u64 * c.n_layers as u64 * slots * per_slot;
+        let block: u64 = self.blocks.iter().map(|b| b.parameter_count()).sum();
+        let norms = (c.n_layers * 2 * c.hidden) as u64;
+        let matmul_values = block - norms + (c.vocab * c.hidden) as u64;
+        let attend = |keys: u64| c.n_layers as u64 * 4 * (c.n_heads * c.head_dim) as u64 * keys;
+        let window = c.sliding_window.map_or(u64::MAX, |w| w as u64);
+        let decode_keys = (context as u64 + 1).min(window);
+        // Query i attends min(i + 1, W) keys; the mean over i < context.
+        let prefill_keys = if context == 0 {
+            0
+        } else {
+            (0..context as u64)
+                .map(|i| (i + 1).min(window))
+                .sum::<u64>()
+                / context as u64
+        };
+        estimate.flops_per_token_decode = 2 * matmul_values + attend(decode_keys);
+        estimate.flops_per_token_prefill = 2 * matmul_values + attend(prefill_keys);
+        estimate
+    }
+}

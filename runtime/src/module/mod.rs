@@ -64,6 +64,7 @@
 //! # Ok::<(), lazyforge::Error>(())
 //! ```
 
+mod deferred;
 mod mode;
 mod scope;
 mod spec;
@@ -72,6 +73,7 @@ mod tests;
 mod weight;
 
 pub use crate::lazy::ModulePin;
+pub use deferred::{Deferred, Opener};
 pub use mode::{ExecutionMode, ForwardMetrics, ModeStats, Strategy};
 pub use scope::{Placement, Scope, WeightDecl};
 pub use weight::Weight;
