@@ -45,7 +45,8 @@ pub struct Deferred<M: Bind> {
     device: Device,
     config: M::Config,
     open: Opener,
-    bound: OnceCell<M>,
+    /// Boxed: an unbound definition should not carry the bound module's inline size.
+    bound: OnceCell<Box<M>>,
 }
 
 impl<M: Bind> std::fmt::Debug for Deferred<M> {
@@ -105,14 +106,16 @@ impl<M: Bind> Deferred<M> {
     /// The bound module: opens the checkpoint and binds on first use (metadata only;
     /// weights still load lazily), exactly once across threads.
     pub fn get(&self) -> Result<&M> {
-        self.bound.get_or_try_init(|| {
-            let checkpoint = (self.open)(&self.path)?;
-            M::bind(self.config.clone(), &Scope::root(&checkpoint, self.device))
-        })
+        self.bound
+            .get_or_try_init(|| {
+                let checkpoint = (self.open)(&self.path)?;
+                M::bind(self.config.clone(), &Scope::root(&checkpoint, self.device)).map(Box::new)
+            })
+            .map(|m| &**m)
     }
 
     /// The bound module, if it has been bound.
     pub fn bound(&self) -> Option<&M> {
-        self.bound.get()
+        self.bound.get().map(|m| &**m)
     }
 }
