@@ -106,3 +106,101 @@ fn bad_arguments_are_one_line_errors() {
         assert!(err.starts_with("lazyforge: error:"), "{err}");
     }
 }
+
+/// `run --json` with the given extra arguments: the parsed document.
+fn run_json(extra: &[&str]) -> serde_json::Value {
+    let model = common::smollm2_path();
+    let mut args = vec![
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "0",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = lazyforge(&args);
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        extra,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("--json prints one JSON document")
+}
+
+#[test]
+fn a_budget_evicts_and_gives_the_same_ids_in_every_load_mode() {
+    let want = run_json(&["--load", "lazy"]);
+    assert_eq!(want["stats"]["evictions"], 0);
+    assert_eq!(want["stats"]["budget_bytes"], serde_json::Value::Null);
+    for extra in [
+        &["--budget", "40%"][..],
+        &["--budget", "40%", "--load", "lazy"],
+        &["--load", "eager"],
+        &["--load", "prefetch", "--cold"],
+    ] {
+        let got = run_json(extra);
+        assert_eq!(got["generated_ids"], want["generated_ids"], "{extra:?}");
+        let stats = &got["stats"];
+        if extra.contains(&"--budget") {
+            let budget = stats["budget_bytes"].as_u64().unwrap();
+            let model = stats["model_bytes"].as_u64().unwrap();
+            assert_eq!(budget, model * 2 / 5, "{stats}");
+            assert!(stats["evictions"].as_u64().unwrap() > 0, "{stats}");
+            assert!(stats["reloads"].as_u64().unwrap() > 0, "{stats}");
+            assert!(
+                stats["peak_resident_bytes"].as_u64().unwrap() <= budget,
+                "{stats}"
+            );
+        } else {
+            assert_eq!(stats["evictions"], 0, "{stats}");
+            assert_eq!(
+                stats["peak_resident_bytes"], stats["model_bytes"],
+                "{stats}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bad_budget_is_a_one_line_error() {
+    let model = common::smollm2_path();
+    for (budget, needle) in [("12 parsecs", "unknown unit"), ("1MiB", "module `Llama`")] {
+        let out = lazyforge(&[
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt-ids",
+            "1,2",
+            "--max-tokens",
+            "1",
+            "--budget",
+            budget,
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{budget}: {err}");
+    }
+    let out = lazyforge(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt-ids",
+        "1,2",
+        "--load",
+        "eager",
+        "--budget",
+        "50%",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--load eager") && err.contains("prefetch"),
+        "{err}"
+    );
+}
