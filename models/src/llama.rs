@@ -19,6 +19,11 @@
 //! # }
 //! ```
 
+// Weight getters are bound, then borrowed (`let w = self.q()?; ops::matvec(&w, x)`): that
+// compiles whether a getter returns `&Tensor` (then the borrow is one clippy calls needless)
+// or a guard that derefs to the tensor.
+#![allow(clippy::needless_borrow)]
+
 use crate::error::{Error, Result};
 use lazyforge::ops::{self, KvCache, RopeTable};
 use lazyforge::serde::{Deserialize, Serialize};

@@ -21,10 +21,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn zeros(&self, shape: &[usize]) -> Result<Tensor>;
 
     /// A host copy of `t` (a tensor of this device), same shape and dtype.
-    fn to_host(&self, t: &Tensor) -> Result<Tensor>;
+    fn download(&self, t: &Tensor) -> Result<Tensor>;
 
     /// A copy of the host tensor `t` on this device, same shape and dtype.
-    fn from_host(&self, t: &Tensor) -> Result<Tensor>;
+    fn upload(&self, t: &Tensor) -> Result<Tensor>;
 
     /// `y = W x` (decode): `w` is `[m, k]` in any dtype, `x` is one `f32` row `[1, k]` (or
     /// `[k]`); returns `[1, m]` (or `[m]`).

@@ -20,13 +20,13 @@ impl Backend for Cpu {
         Ok(Tensor::zeros(shape))
     }
 
-    fn to_host(&self, t: &Tensor) -> Result<Tensor> {
-        host(&[("t", t)], "to_host")?;
+    fn download(&self, t: &Tensor) -> Result<Tensor> {
+        host(&[("t", t)], "download")?;
         Ok(t.clone())
     }
 
-    fn from_host(&self, t: &Tensor) -> Result<Tensor> {
-        host(&[("t", t)], "from_host")?;
+    fn upload(&self, t: &Tensor) -> Result<Tensor> {
+        host(&[("t", t)], "upload")?;
         Ok(t.clone())
     }
 

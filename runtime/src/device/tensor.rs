@@ -162,13 +162,13 @@ impl Tensor {
             Storage::F32(_) if dtype != DType::F32 => {
                 return Err(Error::Invalid(format!("f32 storage labelled as {dtype}")));
             }
-            Storage::Mapped { file, offset, len } => {
-                if file.mapped_slice(*offset, *len)?.is_none() {
-                    return Err(Error::Invalid(format!(
-                        "Storage::Mapped over {}, which is not memory-mapped",
-                        file.path().display()
-                    )));
-                }
+            Storage::Mapped { file, offset, len }
+                if file.mapped_slice(*offset, *len)?.is_none() =>
+            {
+                return Err(Error::Invalid(format!(
+                    "Storage::Mapped over {}, which is not memory-mapped",
+                    file.path().display()
+                )));
             }
             Storage::Device(b) if b.device() == Device::Cpu => {
                 return Err(Error::Invalid(
@@ -334,7 +334,7 @@ impl Tensor {
         if self.is_host() {
             return Ok(self.clone());
         }
-        super::backend(self.device())?.to_host(self)
+        super::backend(self.device())?.download(self)
     }
 
     /// The tensor on `device`, same shape and dtype: a clone when it is already there.
@@ -345,7 +345,7 @@ impl Tensor {
         let host = self.to_host()?;
         match device {
             Device::Cpu => Ok(host),
-            _ => super::backend(device)?.from_host(&host),
+            _ => super::backend(device)?.upload(&host),
         }
     }
 

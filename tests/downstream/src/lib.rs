@@ -19,6 +19,11 @@
 //! # Ok::<(), lazyforge::Error>(())
 //! ```
 
+// Weight getters are bound, then borrowed (`let w = self.qkv()?; ops::matmul(x, &w)`): that
+// compiles whether a getter returns `&Tensor` (then the borrow is one clippy calls needless)
+// or a guard that derefs to the tensor.
+#![allow(clippy::needless_borrow)]
+
 use lazyforge::ops::{self, KvCache};
 use lazyforge::serde::{Deserialize, Serialize};
 use lazyforge::{lazy_module, strategy, Error, Result, Tensor, Weight};
@@ -65,7 +70,7 @@ pub struct LayerNorm {
 impl LayerNorm {
     fn unified(&self, x: &Tensor) -> Result<Tensor> {
         let (weight, bias) = (self.weight()?, self.bias()?);
-        ops::layer_norm(x, &weight, Some(&*bias), self.cfg.eps)
+        ops::layer_norm(x, &weight, Some(&bias), self.cfg.eps)
     }
 }
 
