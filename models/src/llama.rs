@@ -14,16 +14,13 @@
 //! let model = Llama::open("SmolLM2-135M-Instruct.Q4_1.gguf", Device::Cpu)?; // metadata only
 //! let mut cache = model.new_cache()?;
 //! let logits = model.forward_prefill(&[504, 3575, 282, 4649, 314], &mut cache)?;
-//! let next = lazyforge_models::sampling::argmax(logits.as_f32()?);
+//! let next = lazyforge_models::sampling::argmax(&logits.to_f32_vec()?);
 //! # Ok(())
 //! # }
 //! ```
 
 use crate::error::{Error, Result};
-use lazyforge::ops::{
-    add_in_place, attention, embedding, matmul, matvec, rms_norm, rope_interleaved,
-    rope_split_half, swiglu_in_place, KvCache, RopeTable,
-};
+use lazyforge::ops::{self, KvCache, RopeTable};
 use lazyforge::serde::{Deserialize, Serialize};
 use lazyforge::source::gguf::GgufFile;
 use lazyforge::{
@@ -31,15 +28,9 @@ use lazyforge::{
 };
 use std::path::Path;
 
-/// How RoPE pairs dimensions, which depends on how q and k weights were stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(crate = "lazyforge::serde")]
-pub enum RopeStyle {
-    /// Pairs `(2i, 2i+1)`: GGUF llama files (weights permuted by the converter).
-    Interleaved,
-    /// Pairs `(i, i + d/2)`: HF checkpoints.
-    SplitHalf,
-}
+/// How RoPE pairs dimensions, which depends on how q and k weights were stored
+/// (`Interleaved` for GGUF files, `SplitHalf` for HF checkpoints).
+pub use lazyforge::ops::RopeStyle;
 
 /// Llama's hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,8 +221,10 @@ pub fn hf_alias(name: &str) -> Option<String> {
     Some(format!("blk.{i}.{gguf}"))
 }
 
-/// Per-sequence state kept outside the weights: one KV cache per layer (bounded to the
-/// sliding window when the model has one) and the RoPE table.
+/// Per-sequence state kept outside the weights, on the model's device: one KV cache per
+/// layer (bounded to the sliding window when the model has one) and the RoPE table. Both
+/// start empty and grow with the positions the sequence reaches, not with the model's
+/// context length.
 #[derive(Debug)]
 pub struct LlamaCache {
     layers: Vec<KvCache>,
@@ -244,9 +237,30 @@ impl LlamaCache {
         self.layers.first().map_or(0, KvCache::next_position)
     }
 
-    /// Bytes held by the KV caches.
+    /// The device the caches are on.
+    pub fn device(&self) -> Device {
+        self.rope.device()
+    }
+
+    /// Bytes held by the KV caches and the RoPE table.
     pub fn memory_bytes(&self) -> usize {
+        self.kv_memory_bytes() + self.rope_memory_bytes()
+    }
+
+    /// Bytes held by the KV caches.
+    pub fn kv_memory_bytes(&self) -> usize {
         self.layers.iter().map(KvCache::memory_bytes).sum()
+    }
+
+    /// Bytes held by the RoPE table.
+    pub fn rope_memory_bytes(&self) -> usize {
+        self.rope.memory_bytes()
+    }
+
+    /// Readies the RoPE table for `n` more tokens.
+    fn reserve(&mut self, n: usize) {
+        let end = self.position() + n;
+        self.rope.reserve(end);
     }
 }
 
@@ -275,45 +289,63 @@ pub struct Attention {
 impl Attention {
     /// The prompt: matrix-matrix projections, causal (banded with a window) attention.
     fn prefill(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        let q = matmul(x, &*self.q()?)?.into_f32_vec()?;
-        let k = matmul(x, &*self.k()?)?.into_f32_vec()?;
-        let v = matmul(x, &*self.v()?)?.into_f32_vec()?;
+        let (wq, wk, wv) = (self.q()?, self.k()?, self.v()?);
+        let q = ops::matmul(x, &wq)?;
+        let k = ops::matmul(x, &wk)?;
+        let v = ops::matmul(x, &wv)?;
         let mixed = self.attend(q, k, v, cache, rope)?;
-        Ok(matmul(&mixed, &*self.o()?)?)
+        let wo = self.o()?;
+        Ok(ops::matmul(&mixed, &wo)?)
     }
 
     /// One token: matrix-vector projections against the cache.
     fn decode(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        let x = x.as_f32()?;
-        let q = matvec(&*self.q()?, x)?;
-        let k = matvec(&*self.k()?, x)?;
-        let v = matvec(&*self.v()?, x)?;
+        let (wq, wk, wv) = (self.q()?, self.k()?, self.v()?);
+        let q = ops::matvec(&wq, x)?;
+        let k = ops::matvec(&wk, x)?;
+        let v = ops::matvec(&wv, x)?;
         let mixed = self.attend(q, k, v, cache, rope)?;
-        let y = matvec(&*self.o()?, mixed.as_f32()?)?;
-        Ok(Tensor::from_f32([1, self.cfg.hidden], y)?)
+        let wo = self.o()?;
+        Ok(ops::matvec(&wo, &mixed)?)
     }
 
-    /// Rotates q and k, appends k and v to the cache, attends; `[n, n_heads * head_dim]`.
+    /// Rotates q and k (`[n, heads * head_dim]`), appends k and v to the cache, attends;
+    /// `[n, n_heads * head_dim]`.
     fn attend(
         &self,
-        mut q: Vec<f32>,
-        mut k: Vec<f32>,
-        v: Vec<f32>,
+        mut q: Tensor,
+        mut k: Tensor,
+        v: Tensor,
         cache: &mut KvCache,
         rope: &RopeTable,
     ) -> Result<Tensor> {
         let c = &self.cfg;
-        let n = q.len() / (c.n_heads * c.head_dim);
+        let n = q.elem_count() / (c.n_heads * c.head_dim);
         let positions = next_positions(cache, n);
-        let rotate = match c.rope_style {
-            RopeStyle::Interleaved => rope_interleaved,
-            RopeStyle::SplitHalf => rope_split_half,
-        };
-        rotate(&mut q, c.n_heads, c.head_dim, &positions, rope)?;
-        rotate(&mut k, c.n_kv_heads, c.head_dim, &positions, rope)?;
+        ops::rope(
+            &mut q,
+            c.rope_style,
+            c.n_heads,
+            c.head_dim,
+            &positions,
+            rope,
+        )?;
+        ops::rope(
+            &mut k,
+            c.rope_style,
+            c.n_kv_heads,
+            c.head_dim,
+            &positions,
+            rope,
+        )?;
         cache.append(&k, &v, &positions)?;
-        let out = attention(&q, &positions, c.n_heads, &cache.view(), c.sliding_window)?;
-        Ok(Tensor::from_f32([n, c.n_heads * c.head_dim], out)?)
+        Ok(ops::attention(
+            &q,
+            &positions,
+            c.n_heads,
+            cache,
+            c.sliding_window,
+        )?)
     }
 }
 
@@ -334,20 +366,20 @@ pub struct FeedForward {
 impl FeedForward {
     /// Many tokens: matrix-matrix products.
     fn prefill(&self, x: &Tensor) -> Result<Tensor> {
-        let mut g = matmul(x, &*self.gate()?)?;
-        let u = matmul(x, &*self.up()?)?;
-        swiglu_in_place(g.as_f32_mut()?, u.as_f32()?)?;
-        Ok(matmul(&g, &*self.down()?)?)
+        let (gate, up, down) = (self.gate()?, self.up()?, self.down()?);
+        let mut g = ops::matmul(x, &gate)?;
+        let u = ops::matmul(x, &up)?;
+        ops::swiglu_in_place(&mut g, &u)?;
+        Ok(ops::matmul(&g, &down)?)
     }
 
     /// One token: matrix-vector products.
     fn decode(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.as_f32()?;
-        let mut g = matvec(&*self.gate()?, x)?;
-        let u = matvec(&*self.up()?, x)?;
-        swiglu_in_place(&mut g, &u)?;
-        let y = matvec(&*self.down()?, &g)?;
-        Ok(Tensor::from_f32([1, self.cfg.hidden], y)?)
+        let (gate, up, down) = (self.gate()?, self.up()?, self.down()?);
+        let mut g = ops::matvec(&gate, x)?;
+        let u = ops::matvec(&up, x)?;
+        ops::swiglu_in_place(&mut g, &u)?;
+        Ok(ops::matvec(&down, &g)?)
     }
 }
 
@@ -369,23 +401,37 @@ pub struct Block {
 #[strategy(prefill, decode)]
 impl Block {
     fn prefill(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let h = rms_norm(x, &*self.attn_norm()?, self.cfg.rms_eps)?;
+        let h = self.attn_input(x)?;
         let a = self.attn.forward_prefill(&h, cache, rope)?;
-        add_in_place(x.as_f32_mut()?, a.as_f32()?)?;
-        let h = rms_norm(x, &*self.ffn_norm()?, self.cfg.rms_eps)?;
+        ops::add_in_place(x, &a)?;
+        let h = self.ffn_input(x)?;
         let f = self.ffn.forward_prefill(&h)?;
-        add_in_place(x.as_f32_mut()?, f.as_f32()?)?;
+        ops::add_in_place(x, &f)?;
         Ok(())
     }
 
     fn decode(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let h = rms_norm(x, &*self.attn_norm()?, self.cfg.rms_eps)?;
+        let h = self.attn_input(x)?;
         let a = self.attn.forward_decode(&h, cache, rope)?;
-        add_in_place(x.as_f32_mut()?, a.as_f32()?)?;
-        let h = rms_norm(x, &*self.ffn_norm()?, self.cfg.rms_eps)?;
+        ops::add_in_place(x, &a)?;
+        let h = self.ffn_input(x)?;
         let f = self.ffn.forward_decode(&h)?;
-        add_in_place(x.as_f32_mut()?, f.as_f32()?)?;
+        ops::add_in_place(x, &f)?;
         Ok(())
+    }
+}
+
+impl Block {
+    /// The attention's input: `rms_norm(x)` with `attn_norm`.
+    fn attn_input(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.attn_norm()?;
+        Ok(ops::rms_norm(x, &w, self.cfg.rms_eps)?)
+    }
+
+    /// The feed-forward's input: `rms_norm(x)` with `ffn_norm`.
+    fn ffn_input(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.ffn_norm()?;
+        Ok(ops::rms_norm(x, &w, self.cfg.rms_eps)?)
     }
 }
 
@@ -414,14 +460,12 @@ impl Llama {
     /// The prompt `ids` (appended after what `cache` holds): last-position logits `[1, vocab]`.
     fn prefill(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
         let x = self.hidden_prefill(ids, cache)?;
-        let n = ids.len();
-        let last = x.as_f32()?[(n - 1) * self.cfg.hidden..].to_vec();
-        self.logits(Tensor::from_f32([1, self.cfg.hidden], last)?)
+        self.logits(ops::last_row(&x)?)
     }
 
     /// One token `ids[0]` against the cache: its logits `[1, vocab]`.
     fn decode(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
-        let mut x = embedding(&*self.token_embd()?, ids)?;
+        let mut x = self.embed(ids, cache)?;
         for (block, kv) in self.blocks.iter().zip(&mut cache.layers) {
             block.forward_decode(&mut x, kv, &cache.rope)?;
         }
@@ -456,11 +500,20 @@ impl Llama {
         &self.cfg
     }
 
-    /// A fresh per-sequence cache (KV caches bounded by the sliding window, if any).
+    /// A fresh per-sequence cache on the model's device (KV caches bounded by the sliding
+    /// window, if any). It holds almost nothing until tokens run: its KV caches and RoPE
+    /// table grow with the positions reached, whatever the context length.
     pub fn new_cache(&self) -> Result<LlamaCache> {
         let c = &self.cfg;
-        let layers = KvCache::for_layers(c.n_layers, c.n_kv_heads, c.head_dim, c.sliding_window)?;
-        let rope = RopeTable::new(c.rope_dim, c.rope_theta, c.context_length.max(1))?;
+        let device = self.state().device();
+        let layers = KvCache::for_layers_on(
+            device,
+            c.n_layers,
+            c.n_kv_heads,
+            c.head_dim,
+            c.sliding_window,
+        )?;
+        let rope = RopeTable::on_demand(device, c.rope_dim, c.rope_theta)?;
         Ok(LlamaCache { layers, rope })
     }
 
@@ -477,17 +530,25 @@ impl Llama {
         if ids.is_empty() {
             return Err(Error::Config("prefill needs at least one token".into()));
         }
-        let mut x = embedding(&*self.token_embd()?, ids)?;
+        let mut x = self.embed(ids, cache)?;
         for (block, kv) in self.blocks.iter().zip(&mut cache.layers) {
             block.forward_prefill(&mut x, kv, &cache.rope)?;
         }
         Ok(x)
     }
 
+    /// The token embeddings of `ids`, `[n, hidden]`, with the RoPE table readied for them.
+    fn embed(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
+        cache.reserve(ids.len());
+        let table = self.token_embd()?;
+        Ok(ops::embedding(&table, ids)?)
+    }
+
     /// Final norm and LM head over hidden states `[n, hidden]`: `[n, vocab]`.
     fn logits(&self, x: Tensor) -> Result<Tensor> {
-        let x = rms_norm(&x, &*self.output_norm()?, self.cfg.rms_eps)?;
-        Ok(matmul(&x, &*self.output()?)?)
+        let (norm, output) = (self.output_norm()?, self.output()?);
+        let x = ops::rms_norm(&x, &norm, self.cfg.rms_eps)?;
+        Ok(ops::matmul(&x, &output)?)
     }
 }
 

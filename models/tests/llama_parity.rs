@@ -6,8 +6,8 @@ mod common;
 
 use common::ids;
 
-use lazyforge::{Device, LazyModule};
-use lazyforge_models::llama::Llama;
+use lazyforge::{Bind, Checkpoint, Device, LazyModule, Scope};
+use lazyforge_models::llama::{hf_alias, Llama, LlamaConfig};
 use lazyforge_models::npy;
 use lazyforge_models::sampling::argmax;
 use serde_json::Value;
@@ -119,10 +119,50 @@ fn tiny_mistral_with_a_sliding_window_matches_transformers_at_every_position() {
     assert_eq!(cache.position(), 23);
     let per_slot = model.config().n_kv_heads * model.config().head_dim * 2 * 4;
     assert!(
-        cache.memory_bytes() <= model.config().n_layers * 8 * per_slot,
+        cache.kv_memory_bytes() <= model.config().n_layers * 8 * per_slot,
         "{}",
+        cache.kv_memory_bytes()
+    );
+}
+
+#[test]
+fn a_fresh_cache_holds_a_few_kib_whatever_the_context_length_and_grows_with_use() {
+    let dir = common::fixtures_dir().join("tiny-llama-sharded");
+    let mut cfg = LlamaConfig::from_hf_config(&dir.join("config.json")).unwrap();
+    cfg.context_length = 128 * 1024;
+    let ckpt = Checkpoint::open(&dir)
+        .unwrap()
+        .with_aliases(hf_alias)
+        .unwrap();
+    let model = Llama::bind(cfg, &Scope::root(&ckpt, Device::Cpu)).unwrap();
+    let c = model.config().clone();
+
+    let mut cache = model.new_cache().unwrap();
+    assert_eq!(cache.device(), Device::Cpu);
+    assert_eq!(cache.kv_memory_bytes(), 0);
+    assert!(
+        cache.memory_bytes() <= 4096,
+        "a fresh cache holds {} bytes",
         cache.memory_bytes()
     );
+
+    // Three tokens: 16 KV slots per layer and 16 RoPE positions, not 128K of them.
+    let want = model.forward_prefill(&[1, 2, 3], &mut cache).unwrap();
+    let kv = c.n_layers * 16 * (2 * c.n_kv_heads * c.head_dim * 4 + 8);
+    assert_eq!(cache.kv_memory_bytes(), kv);
+    assert_eq!(cache.rope_memory_bytes(), c.rope_dim / 2 * 4 * (1 + 2 * 16));
+    for t in 0..30 {
+        model.forward_decode(&[t], &mut cache).unwrap();
+    }
+    assert_eq!(cache.position(), 33);
+    assert!(cache.memory_bytes() <= 4 * (kv + c.rope_dim / 2 * 4 * (1 + 2 * 64)));
+
+    // The same numbers as a model bound with the file's own context length.
+    let small = Llama::open(&dir, Device::Cpu).unwrap();
+    let got = small
+        .forward_prefill(&[1, 2, 3], &mut small.new_cache().unwrap())
+        .unwrap();
+    assert_eq!(got.to_f32_vec().unwrap(), want.to_f32_vec().unwrap());
 }
 
 #[test]

@@ -133,7 +133,7 @@ fn estimates_match_the_file_and_the_kv_cache() {
     let ids: Vec<u32> = (0..context as u32).map(|i| 100 + i).collect();
     let mut cache = model.new_cache().unwrap();
     model.forward_prefill(&ids, &mut cache).unwrap();
-    assert_eq!(estimate.kv_cache_bytes, cache.memory_bytes() as u64);
+    assert_eq!(estimate.kv_cache_bytes, cache.kv_memory_bytes() as u64);
     assert_eq!(model.residency().resident_bytes(), file_bytes);
     let by_dtype: u64 = estimate.weight_bytes.values().sum();
     assert_eq!(by_dtype, file_bytes);

@@ -1,11 +1,12 @@
 //! Decode's hot path: one activation vector against a weight matrix in its stored format.
 //! Shapes are SmolLM2-135M's (hidden 576, intermediate 1536, vocab 49152).
 //!
-//! `cargo bench -p lazyforge --bench matvec` (throughput in weight bytes per second).
+//! `cargo bench -p lazyforge --bench matvec` (throughput in weight bytes per second). The
+//! kernel is `ops::cpu::matvec`, which the CPU backend runs for `ops::matvec`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lazyforge::device::Storage;
-use lazyforge::ops::matvec;
+use lazyforge::ops::cpu::matvec;
 use lazyforge::source::AlignedBytes;
 use lazyforge::{DType, Tensor};
 use std::hint::black_box;

@@ -108,6 +108,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// An operation was given tensors (or a KV cache, or a RoPE table) on different devices.
+    #[error("{op}: operands on different devices: {found}")]
+    DeviceMismatch {
+        /// The operation (`ops::matvec`).
+        op: String,
+        /// Each operand and its device (`w on cuda:0, x on cpu`).
+        found: String,
+    },
+
     /// Binding a module's declared weight to a checkpoint failed: the tensor is missing, has
     /// another shape, or a dtype the declaration does not allow. Nothing was read.
     #[error("binding `{path}`: tensor '{key}' in {file}: expected {expected}, found {found}")]

@@ -40,7 +40,7 @@ fn write_synthetic(path: &Path, rows: usize, cols: usize, dtype: DType) {
     w.write_to_path(path).expect("writable directory");
 }
 
-/// Matrix-vector products on real weights of `file`: lazyforge's `ops::matvec` (f32
+/// Matrix-vector products on real weights of `file`: lazyforge's `ops::cpu::matvec` (f32
 /// activations, exact) against candle's `QMatMul::forward` (which quantizes the activations to
 /// 8 bits for its quantized kernels), both on the same loaded tensor bytes.
 fn matvec_bench(file: &Path, names: &[String]) {
@@ -62,7 +62,7 @@ fn matvec_bench(file: &Path, names: &[String]) {
         let xt = candle_core::Tensor::from_vec(x.clone(), (1, cols), &candle_core::Device::Cpu)
             .expect("tensor");
         let ours = median(|| {
-            std::hint::black_box(lazyforge::ops::matvec(w, &x).expect("shapes match"));
+            std::hint::black_box(lazyforge::ops::cpu::matvec(w, &x).expect("shapes match"));
         });
         let theirs = median(|| {
             std::hint::black_box(qmm.forward(&xt).expect("shapes match"));

@@ -1,9 +1,14 @@
-//! Where tensors live. The CPU is always present; CUDA and HIP backends arrive behind the
-//! `cuda` and `hip` features.
+//! Where tensors live, and the backend that computes on them. The CPU is always present
+//! ([`Cpu`]); CUDA and HIP backends arrive behind the `cuda` and `hip` features, filling in
+//! [`Backend`] and [`DeviceMemory`].
 
+mod backend;
+mod cpu;
 mod tensor;
 
-pub use tensor::{Storage, Tensor};
+pub use backend::{backend, Backend};
+pub use cpu::Cpu;
+pub use tensor::{DeviceBuffer, DeviceMemory, Storage, Tensor};
 
 use crate::error::{Error, Result};
 use std::fmt;
@@ -37,6 +42,11 @@ impl Device {
                     .into(),
             }),
         }
+    }
+
+    /// The backend that computes on this device (see [`backend`]).
+    pub fn backend(self) -> Result<&'static dyn Backend> {
+        backend(self)
     }
 }
 

@@ -38,12 +38,12 @@
 //! #[strategy(prefill, decode)]
 //! impl Mlp {
 //!     fn prefill(&self, x: &Tensor) -> Result<Tensor> {
-//!         matmul(&matmul(x, self.up.weight()?)?, self.down.weight()?)
+//!         let (up, down) = (self.up.weight()?, self.down.weight()?);
+//!         matmul(&matmul(x, &up)?, &down)
 //!     }
 //!     fn decode(&self, x: &Tensor) -> Result<Tensor> {
-//!         let h = matvec(self.up.weight()?, x.as_f32()?)?;
-//!         let y = matvec(self.down.weight()?, &h)?;
-//!         Tensor::from_f32([1, y.len()], y)
+//!         let (up, down) = (self.up.weight()?, self.down.weight()?);
+//!         matvec(&down, &matvec(&up, x)?) // on x's device
 //!     }
 //! }
 //!

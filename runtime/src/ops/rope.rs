@@ -1,4 +1,5 @@
-//! Rotary position embedding (RoPE), in the two layouts checkpoints use.
+//! Rotary position embedding (RoPE): the two layouts checkpoints use, and the table of
+//! rotation angles (per-sequence state that grows with the positions reached).
 //!
 //! - **Interleaved** (GGUF llama, ggml "normal" mode): dimension pairs `(2i, 2i+1)` rotate
 //!   together.
@@ -9,10 +10,24 @@
 //! on differently ordered weights: llama.cpp's converter permutes each head's rows of `W_q`
 //! and `W_k` so that GGUF pair `(2i, 2i+1)` holds HF dimensions `(i, i + d/2)`.
 
+use crate::device::{self, Device};
 use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
 
-/// Precomputed `cos`/`sin` of the rotation angles, computed exactly as HF transformers Llama
-/// does in `f32`:
+/// Positions a growing table caches at least, once it caches any.
+const MIN_POSITIONS: usize = 16;
+
+/// How RoPE pairs dimensions, which depends on how the q and k weights were stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RopeStyle {
+    /// Pairs `(2i, 2i+1)`: GGUF llama files (weights permuted by the converter).
+    Interleaved,
+    /// Pairs `(i, i + d/2)`: HF checkpoints (`rotate_half`).
+    SplitHalf,
+}
+
+/// `cos`/`sin` of the rotation angles, computed exactly as HF transformers Llama does in
+/// `f32`:
 ///
 /// ```text
 /// inv_freq[i] = 1 / theta^((2i) / rot_dim)     (f32 division, f32 powf, f32 reciprocal)
@@ -20,10 +35,14 @@ use crate::error::{Error, Result};
 /// cos, sin    = cos(angle), sin(angle)         (f32)
 /// ```
 ///
-/// Positions at or past `max_positions` are not an error: their angles are computed on the
-/// fly by the same formulas, so the table is only a cache.
+/// The table is only a cache: positions at or past [`max_positions`](RopeTable::max_positions)
+/// are not an error, their angles are computed on the fly by the same formulas, and
+/// [`reserve`](RopeTable::reserve) grows the cache (doubling) as a sequence reaches them, so
+/// a table made by [`RopeTable::on_demand`] costs memory for the positions used, not for the
+/// model's whole context.
 #[derive(Debug, Clone)]
 pub struct RopeTable {
+    device: Device,
     rot_dim: usize,
     max_positions: usize,
     inv_freq: Vec<f32>,
@@ -34,41 +53,72 @@ pub struct RopeTable {
 }
 
 impl RopeTable {
-    /// A table for the first `rot_dim` dimensions of each head (usually `rot_dim = head_dim`)
-    /// with base `theta` (Llama 2: 10000, SmolLM2: 100000, Mistral: 1000000), cached for
-    /// positions `0..max_positions`.
+    /// A CPU table for the first `rot_dim` dimensions of each head (usually `rot_dim =
+    /// head_dim`) with base `theta` (Llama 2: 10000, SmolLM2: 100000, Mistral: 1000000),
+    /// caching positions `0..max_positions` now.
     pub fn new(rot_dim: usize, theta: f32, max_positions: usize) -> Result<RopeTable> {
-        if !(theta.is_finite() && theta > 0.0) {
-            return Err(Error::Invalid(format!(
-                "RopeTable: theta must be a positive number, found {theta}"
-            )));
-        }
-        check_rot_dim(rot_dim)?;
-        let inv_freq = (0..rot_dim / 2)
-            .map(|i| 1.0 / theta.powf((2 * i) as f32 / rot_dim as f32))
-            .collect();
-        RopeTable::from_inv_freq(inv_freq, max_positions)
+        RopeTable::from_inv_freq(inverse_frequencies(rot_dim, theta)?, max_positions)
     }
 
-    /// A table from given inverse frequencies, one per rotated pair (`rot_dim =
-    /// 2 · inv_freq.len()`), for scaled variants that adjust them (e.g. Llama 3's).
+    /// An empty table for `device` that caches positions as [`reserve`](RopeTable::reserve)
+    /// reaches them (what per-sequence state uses). An error naming the device when this
+    /// build has no backend for it.
+    pub fn on_demand(device: Device, rot_dim: usize, theta: f32) -> Result<RopeTable> {
+        device::backend(device)?;
+        let mut table = RopeTable::from_inv_freq(inverse_frequencies(rot_dim, theta)?, 0)?;
+        table.device = device;
+        Ok(table)
+    }
+
+    /// A CPU table from given inverse frequencies, one per rotated pair (`rot_dim =
+    /// 2 · inv_freq.len()`), for scaled variants that adjust them (e.g. Llama 3's), caching
+    /// positions `0..max_positions` now.
     pub fn from_inv_freq(inv_freq: Vec<f32>, max_positions: usize) -> Result<RopeTable> {
         check_rot_dim(2 * inv_freq.len())?;
-        let half = inv_freq.len();
         let mut table = RopeTable {
-            rot_dim: 2 * half,
-            max_positions,
+            device: Device::Cpu,
+            rot_dim: 2 * inv_freq.len(),
+            max_positions: 0,
             inv_freq,
-            cos: vec![0.0; max_positions * half],
-            sin: vec![0.0; max_positions * half],
+            cos: Vec::new(),
+            sin: Vec::new(),
         };
-        for pos in 0..max_positions {
-            let (mut cos, mut sin) = (vec![0.0; half], vec![0.0; half]);
-            table.angles(pos, &mut cos, &mut sin);
-            table.cos[pos * half..(pos + 1) * half].copy_from_slice(&cos);
-            table.sin[pos * half..(pos + 1) * half].copy_from_slice(&sin);
-        }
+        table.cache_positions(max_positions);
         Ok(table)
+    }
+
+    /// Caches at least positions `0..positions`: nothing when they already are, otherwise
+    /// grows the cache to `max(positions, 2 · max_positions, 16)` positions (amortized
+    /// doubling), computing the new rows by the same formulas.
+    pub fn reserve(&mut self, positions: usize) {
+        if positions > self.max_positions {
+            let grown = positions.max(2 * self.max_positions).max(MIN_POSITIONS);
+            self.cache_positions(grown);
+        }
+    }
+
+    /// Extends the cache to `0..positions` (never shrinks it).
+    fn cache_positions(&mut self, positions: usize) {
+        if positions <= self.max_positions {
+            return;
+        }
+        let half = self.rot_dim / 2;
+        let (mut cos, mut sin) = (vec![0.0; half], vec![0.0; half]);
+        self.cos
+            .reserve_exact((positions - self.max_positions) * half);
+        self.sin
+            .reserve_exact((positions - self.max_positions) * half);
+        for pos in self.max_positions..positions {
+            self.angles(pos, &mut cos, &mut sin);
+            self.cos.extend_from_slice(&cos);
+            self.sin.extend_from_slice(&sin);
+        }
+        self.max_positions = positions;
+    }
+
+    /// The device the table was made for.
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// Number of rotated dimensions per head (even).
@@ -86,6 +136,12 @@ impl RopeTable {
         &self.inv_freq
     }
 
+    /// Bytes held by the inverse frequencies and the cached `cos`/`sin`.
+    pub fn memory_bytes(&self) -> usize {
+        (self.inv_freq.capacity() + self.cos.capacity() + self.sin.capacity())
+            * std::mem::size_of::<f32>()
+    }
+
     /// `cos` and `sin` of each pair's angle at `pos`, into slices of `rot_dim / 2`.
     fn angles(&self, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
         let p = pos as f32;
@@ -97,7 +153,11 @@ impl RopeTable {
     }
 
     /// Calls `f(token, cos, sin)` for each position, from the cache or computed on the fly.
-    fn for_each_position(&self, positions: &[usize], mut f: impl FnMut(usize, &[f32], &[f32])) {
+    pub(crate) fn for_each_position(
+        &self,
+        positions: &[usize],
+        mut f: impl FnMut(usize, &[f32], &[f32]),
+    ) {
         let half = self.rot_dim / 2;
         let (mut cos, mut sin) = (vec![0.0; half], vec![0.0; half]);
         for (t, &pos) in positions.iter().enumerate() {
@@ -112,68 +172,17 @@ impl RopeTable {
     }
 }
 
-/// RoPE with interleaved pairs `(2i, 2i+1)` (GGUF llama layout), in place.
-///
-/// `x` is `[n_tokens, n_heads, head_dim]` `f32` with `n_tokens = positions.len()`; token `t`
-/// rotates by `positions[t]`. Only the first `table.rot_dim()` dimensions of each head
-/// rotate; the rest are left untouched. Each pair becomes
-/// `(a·cos − b·sin, b·cos + a·sin)`.
-pub fn rope_interleaved(
-    x: &mut [f32],
-    n_heads: usize,
-    head_dim: usize,
-    positions: &[usize],
-    table: &RopeTable,
-) -> Result<()> {
-    check_shape("rope_interleaved", x, n_heads, head_dim, positions, table)?;
-    if x.is_empty() {
-        return Ok(());
+/// HF's inverse frequencies `1 / theta^((2i) / rot_dim)`, checking `theta` and `rot_dim`.
+fn inverse_frequencies(rot_dim: usize, theta: f32) -> Result<Vec<f32>> {
+    if !(theta.is_finite() && theta > 0.0) {
+        return Err(Error::Invalid(format!(
+            "RopeTable: theta must be a positive number, found {theta}"
+        )));
     }
-    let token_len = n_heads * head_dim;
-    table.for_each_position(positions, |t, cos, sin| {
-        for head in x[t * token_len..(t + 1) * token_len].chunks_exact_mut(head_dim) {
-            let rot = &mut head[..table.rot_dim];
-            for ((pair, &c), &s) in rot.chunks_exact_mut(2).zip(cos).zip(sin) {
-                let (a, b) = (pair[0], pair[1]);
-                pair[0] = a * c - b * s;
-                pair[1] = b * c + a * s;
-            }
-        }
-    });
-    Ok(())
-}
-
-/// RoPE with split halves `(i, i + rot_dim/2)` (HF transformers `rotate_half`, NeoX layout),
-/// in place.
-///
-/// `x` is `[n_tokens, n_heads, head_dim]` `f32` with `n_tokens = positions.len()`; token `t`
-/// rotates by `positions[t]`. Only the first `table.rot_dim()` dimensions of each head
-/// rotate; the rest are left untouched. The result equals HF's
-/// `x·cos + rotate_half(x)·sin` operation for operation.
-pub fn rope_split_half(
-    x: &mut [f32],
-    n_heads: usize,
-    head_dim: usize,
-    positions: &[usize],
-    table: &RopeTable,
-) -> Result<()> {
-    check_shape("rope_split_half", x, n_heads, head_dim, positions, table)?;
-    if x.is_empty() {
-        return Ok(());
-    }
-    let token_len = n_heads * head_dim;
-    let half = table.rot_dim / 2;
-    table.for_each_position(positions, |t, cos, sin| {
-        for head in x[t * token_len..(t + 1) * token_len].chunks_exact_mut(head_dim) {
-            let (first, second) = head[..table.rot_dim].split_at_mut(half);
-            for (((a, b), &c), &s) in first.iter_mut().zip(second).zip(cos).zip(sin) {
-                let (x1, x2) = (*a, *b);
-                *a = x1 * c - x2 * s;
-                *b = x2 * c + x1 * s;
-            }
-        }
-    });
-    Ok(())
+    check_rot_dim(rot_dim)?;
+    Ok((0..rot_dim / 2)
+        .map(|i| 1.0 / theta.powf((2 * i) as f32 / rot_dim as f32))
+        .collect())
 }
 
 /// An error unless `rot_dim` is even and positive.
@@ -182,31 +191,6 @@ fn check_rot_dim(rot_dim: usize) -> Result<()> {
         return Err(Error::Invalid(format!(
             "RopeTable: the rotary dimension must be even and positive, found {rot_dim}"
         )));
-    }
-    Ok(())
-}
-
-/// An error unless `x` is `[positions.len(), n_heads, head_dim]` and the table fits a head.
-fn check_shape(
-    op: &str,
-    x: &[f32],
-    n_heads: usize,
-    head_dim: usize,
-    positions: &[usize],
-    table: &RopeTable,
-) -> Result<()> {
-    if table.rot_dim > head_dim {
-        return Err(Error::Invalid(format!(
-            "{op}: rotary dimension {} is larger than head_dim {head_dim}",
-            table.rot_dim
-        )));
-    }
-    if x.len() != positions.len() * n_heads * head_dim {
-        return Err(Error::shape(
-            format!("{op}: x [n_tokens, n_heads, head_dim] ({} values)", x.len()),
-            &[positions.len(), n_heads, head_dim],
-            &[x.len()],
-        ));
     }
     Ok(())
 }

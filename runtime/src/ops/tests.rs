@@ -1,714 +1,292 @@
-//! Every op against the naive references of [`super::reference`], on random inputs.
+//! The device-dispatching ops: bit-identical to the CPU kernels they run, device checks,
+//! device tensors' host accessors, and per-sequence state that grows on demand.
 
-use super::reference::{self, Rng};
+use super::cpu::reference::Rng;
+use super::cpu::tests::{random_tensor, working_dtypes};
 use super::*;
-use crate::device::{Storage, Tensor};
+use crate::device::{DeviceBuffer, DeviceMemory, Storage};
 use crate::dtype::DType;
-use crate::error::Error;
-use crate::source::AlignedBytes;
-use half::{bf16, f16};
+use std::sync::Arc;
 
-/// Asserts `|got - want| <= tol · max(|want|, rms(want))` element-wise (the RMS term keeps
-/// entries near zero from demanding more than `f32` can give after cancellation).
-#[track_caller]
-fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
-    let rms = (want.iter().map(|v| v * v).sum::<f32>() / want.len().max(1) as f32).sqrt();
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let bound = tol * w.abs().max(rms).max(f32::MIN_POSITIVE);
-        assert!(
-            (g - w).abs() <= bound,
-            "{what}: element {i}: got {g}, want {w} (bound {bound})"
-        );
+/// Device memory that a backend of `cuda:0` would own (this build has none).
+#[derive(Debug)]
+struct FakeGpuMemory(usize);
+
+impl DeviceMemory for FakeGpuMemory {
+    fn device(&self) -> Device {
+        Device::Cuda(0)
+    }
+
+    fn len(&self) -> usize {
+        self.0
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Weights in every dtype.
-
-/// Offsets of the `f16` scale fields in one block of `dtype` (ggml layouts), so random test
-/// blocks get sane scales instead of random NaN/inf bit patterns.
-fn f16_scale_offsets(dtype: DType) -> &'static [usize] {
-    match dtype {
-        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => &[0],
-        DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
-        DType::Q2_K => &[80, 82],
-        DType::Q3_K => &[108],
-        DType::Q6_K => &[208],
-        _ => &[],
-    }
-}
-
-/// Random bytes for `n` values of a block format, with small positive scales.
-fn random_blocks(dtype: DType, n: usize, rng: &mut Rng) -> Vec<u8> {
-    let (bs, ts) = (dtype.block_size(), dtype.type_size());
-    let mut bytes = rng.bytes(n / bs * ts);
-    for block in bytes.chunks_exact_mut(ts) {
-        for &at in f16_scale_offsets(dtype) {
-            let d = f16::from_f32(rng.uniform(0.001, 0.02));
-            block[at..at + 2].copy_from_slice(&d.to_le_bytes());
-        }
-        if dtype == DType::Q8_K {
-            block[..4].copy_from_slice(&rng.uniform(0.001, 0.02).to_le_bytes());
-        }
-    }
-    bytes
-}
-
-/// `values` quantized to Q8_0 blocks, as ggml's reference quantizer does.
-fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for block in values.chunks_exact(32) {
-        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
-        out.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
-    }
-    out
-}
-
-/// A random `shape` tensor stored as `dtype`.
-fn random_tensor(dtype: DType, shape: &[usize], rng: &mut Rng) -> Tensor {
+/// An `f32` tensor of `shape` in (fake) `cuda:0` memory.
+fn on_gpu(shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
-    let bytes: Vec<u8> = match dtype {
-        DType::F32 => return Tensor::from_f32(shape, rng.vec(n)).unwrap(),
-        DType::F16 => rng
-            .vec(n)
-            .iter()
-            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
-            .collect(),
-        DType::BF16 => rng
-            .vec(n)
-            .iter()
-            .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
-            .collect(),
-        DType::Q8_0 => quantize_q8_0(&rng.vec(n)),
-        _ => random_blocks(dtype, n, rng),
-    };
-    Tensor::from_storage(
-        shape.to_vec(),
-        dtype,
-        Storage::Bytes(AlignedBytes::from_slice(&bytes)),
-    )
-    .unwrap()
+    let buffer = DeviceBuffer::new(Arc::new(FakeGpuMemory(4 * n)));
+    Tensor::from_storage(shape.to_vec(), DType::F32, Storage::Device(buffer)).unwrap()
 }
 
-/// The dtypes whose dequantization is implemented (a format still being written yields NaN),
-/// with `k` a whole number of blocks.
-fn working_dtypes(k: usize) -> Vec<DType> {
-    let mut rng = Rng::new(99);
-    DType::ALL
-        .into_iter()
-        .filter(|d| d.bytes_for(k).is_some())
-        .filter(|&d| {
-            let w = random_tensor(d, &[2, k], &mut rng);
-            let ok = w
-                .to_f32_vec()
-                .is_ok_and(|v| v.iter().all(|x| x.is_finite()));
-            if !ok {
-                eprintln!("skipping {d}: its dequantization is not implemented yet");
-            }
-            ok
-        })
-        .collect()
+fn f32s(t: &Tensor) -> Vec<f32> {
+    t.to_f32_vec().unwrap()
 }
 
 #[test]
-fn the_always_supported_dtypes_are_tested() {
-    let dtypes = working_dtypes(256);
-    for d in [DType::F32, DType::F16, DType::BF16, DType::Q8_0] {
-        assert!(dtypes.contains(&d), "{d} must dequantize");
+fn matvec_and_matmul_equal_the_kernels_bit_for_bit_in_every_dtype() {
+    let mut rng = Rng::new(31);
+    let (n, m, k) = (5, 37, 256);
+    for dtype in working_dtypes(k) {
+        let w = random_tensor(dtype, &[m, k], &mut rng);
+        let x = rng.vec(k);
+        let want = cpu::matvec(&w, &x).unwrap();
+        let got = matvec(&w, &Tensor::from_f32([1, k], x.clone()).unwrap()).unwrap();
+        assert_eq!(got.shape(), [1, m]);
+        assert_eq!(f32s(&got), want, "matvec {dtype}");
+        let flat = matvec(&w, &Tensor::from_f32([k], x).unwrap()).unwrap();
+        assert_eq!((flat.shape(), f32s(&flat)), (&[m][..], want));
+
+        let xs = Tensor::from_f32([n, k], rng.vec(n * k)).unwrap();
+        let got = matmul(&xs, &w).unwrap();
+        assert_eq!(f32s(&got), f32s(&cpu::matmul(&xs, &w).unwrap()), "{dtype}");
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Embedding.
-
-#[test]
-fn embedding_dequantizes_selected_rows_in_every_dtype() {
-    let mut rng = Rng::new(1);
-    let (vocab, hidden) = (11, 256);
-    for dtype in working_dtypes(hidden) {
-        let table = random_tensor(dtype, &[vocab, hidden], &mut rng);
-        let all = table.to_f32_vec().unwrap();
-        let ids = [3u32, 0, 10, 3];
-        let got = embedding(&table, &ids).unwrap();
-        assert_eq!(got.shape(), [4, hidden]);
-        let want: Vec<f32> = ids
-            .iter()
-            .flat_map(|&i| all[i as usize * hidden..][..hidden].to_vec())
-            .collect();
-        assert_eq!(got.as_f32().unwrap(), &want[..], "{dtype}");
-    }
+    let err = matvec(&Tensor::zeros([4, 8]), &Tensor::zeros([2, 8])).unwrap_err();
+    assert!(err.to_string().contains("ops::matvec"), "{err}");
+    assert!(err.to_string().contains("[2, 8]"), "{err}");
 }
 
 #[test]
-fn embedding_id_past_the_vocabulary_is_an_error_naming_both() {
-    let table = Tensor::zeros([5, 4]);
-    let err = embedding(&table, &[1, 5]).unwrap_err().to_string();
-    assert!(err.contains("embedding") && err.contains('5'), "{err}");
-    assert!(embedding(&Tensor::zeros([5]), &[0]).is_err());
-    assert_eq!(embedding(&table, &[]).unwrap().shape(), [0, 4]);
-}
-
-// ---------------------------------------------------------------------------------------
-// matvec and matmul.
-
-#[test]
-fn matvec_matches_dequantized_reference_in_every_dtype() {
-    let mut rng = Rng::new(2);
-    for (m, k) in [(37, 512), (5, 96), (130, 1024)] {
-        for dtype in working_dtypes(k) {
-            let w = random_tensor(dtype, &[m, k], &mut rng);
-            let x = rng.vec(k);
-            let want = reference::matmul(&x, &w.to_f32_vec().unwrap(), 1, m, k);
-            let got = matvec(&w, &x).unwrap();
-            assert_close(&got, &want, 1e-5, &format!("matvec {dtype} [{m}, {k}]"));
-        }
-    }
-}
-
-#[test]
-fn matmul_matches_dequantized_reference_in_every_dtype() {
-    let mut rng = Rng::new(3);
-    for (n, m, k) in [(5, 37, 512), (1, 9, 256), (2, 70, 96), (17, 64, 256)] {
-        for dtype in working_dtypes(k) {
-            let w = random_tensor(dtype, &[m, k], &mut rng);
-            let x = Tensor::from_f32([n, k], rng.vec(n * k)).unwrap();
-            let want = reference::matmul(x.as_f32().unwrap(), &w.to_f32_vec().unwrap(), n, m, k);
-            let got = matmul(&x, &w).unwrap();
-            assert_eq!(got.shape(), [n, m]);
-            let what = format!("matmul {dtype} x[{n}, {k}] w[{m}, {k}]");
-            assert_close(got.as_f32().unwrap(), &want, 1e-5, &what);
-        }
-    }
-}
-
-#[test]
-fn matmul_rows_agree_with_matvec() {
-    let mut rng = Rng::new(4);
-    let (n, m, k) = (3, 40, 256);
-    let w = random_tensor(DType::Q8_0, &[m, k], &mut rng);
-    let x = Tensor::from_f32([n, k], rng.vec(n * k)).unwrap();
-    let y = matmul(&x, &w).unwrap();
-    for (xi, yi) in x
-        .as_f32()
-        .unwrap()
-        .chunks(k)
-        .zip(y.as_f32().unwrap().chunks(m))
-    {
-        assert_close(yi, &matvec(&w, xi).unwrap(), 1e-6, "matmul row vs matvec");
-    }
-}
-
-#[test]
-fn matmul_and_matvec_reject_mismatched_shapes() {
-    let w = Tensor::zeros([4, 8]);
-    let err = matvec(&w, &[0.0; 7]).unwrap_err();
-    assert!(matches!(err, Error::Shape { .. }), "{err}");
-    assert!(err.to_string().contains("matvec"), "{err}");
-    assert!(matvec(&Tensor::zeros([4, 8, 1]), &[0.0]).is_err());
-
-    let err = matmul(&Tensor::zeros([3, 7]), &w).unwrap_err();
-    assert!(
-        err.to_string().contains("matmul") && err.to_string().contains("[3, 7]"),
-        "{err}"
-    );
-    assert!(matmul(&Tensor::zeros([8]), &w).is_err());
-    assert!(matmul(&Tensor::zeros([2, 8]), &Tensor::zeros([8])).is_err());
-    let mut rng = Rng::new(5);
-    let x16 = random_tensor(DType::F16, &[2, 8], &mut rng);
-    assert!(matches!(matmul(&x16, &w), Err(Error::DType { .. })));
-}
-
-#[test]
-fn matmul_with_empty_dimensions_gives_empty_or_zero_outputs() {
-    let y = matmul(&Tensor::zeros([0, 8]), &Tensor::zeros([4, 8])).unwrap();
-    assert_eq!(y.shape(), [0, 4]);
-    let y = matmul(&Tensor::zeros([2, 0]), &Tensor::zeros([3, 0])).unwrap();
-    assert_eq!(y.as_f32().unwrap(), &[0.0; 6]);
-    assert!(matvec(&Tensor::zeros([0, 8]), &[0.0; 8])
-        .unwrap()
-        .is_empty());
-}
-
-// ---------------------------------------------------------------------------------------
-// Norms.
-
-#[test]
-fn rms_norm_matches_reference_with_weights_in_float_dtypes() {
-    let mut rng = Rng::new(6);
-    let (n, d) = (4, 96);
+fn norms_rope_attention_and_elementwise_ops_equal_the_kernels() {
+    let mut rng = Rng::new(32);
+    let (n, n_heads, n_kv, hd) = (6, 4, 2, 16);
+    let d = n_heads * hd;
     let x = Tensor::from_f32([n, d], rng.vec(n * d)).unwrap();
-    for dtype in [DType::F32, DType::F16, DType::BF16, DType::Q8_0] {
-        let w = random_tensor(dtype, &[d], &mut rng);
-        let want = reference::rms_norm(x.as_f32().unwrap(), &w.to_f32_vec().unwrap(), 1e-5);
-        let got = rms_norm(&x, &w, 1e-5).unwrap();
-        assert_eq!(got.shape(), [n, d]);
-        assert_close(
-            got.as_f32().unwrap(),
-            &want,
-            1e-5,
-            &format!("rms_norm {dtype}"),
-        );
-
-        let mut in_place = x.clone();
-        rms_norm_in_place(&mut in_place, &w, 1e-5).unwrap();
-        assert_eq!(in_place.as_f32().unwrap(), got.as_f32().unwrap());
-    }
-}
-
-#[test]
-fn layer_norm_matches_reference_with_and_without_bias() {
-    let mut rng = Rng::new(7);
-    let (n, d) = (3, 64);
-    let data: Vec<f32> = rng.vec(n * d).iter().map(|v| 3.0 + 2.0 * v).collect();
-    let x = Tensor::from_f32([n, d], data).unwrap();
-    let w = Tensor::from_f32([d], rng.vec(d)).unwrap();
+    let w = random_tensor(DType::F16, &[d], &mut rng);
     let b = Tensor::from_f32([d], rng.vec(d)).unwrap();
-    for bias in [None, Some(&b)] {
-        let want = reference::layer_norm(
-            x.as_f32().unwrap(),
-            w.as_f32().unwrap(),
-            bias.map(|b| b.as_f32().unwrap()),
-            1e-5,
-        );
-        let got = layer_norm(&x, &w, bias, 1e-5).unwrap();
-        assert_close(got.as_f32().unwrap(), &want, 1e-5, "layer_norm");
-        let mut in_place = x.clone();
-        layer_norm_in_place(&mut in_place, &w, bias, 1e-5).unwrap();
-        assert_eq!(in_place.as_f32().unwrap(), got.as_f32().unwrap());
-    }
-}
-
-#[test]
-fn norms_reject_mismatched_weights_and_non_f32_activations() {
-    let x = Tensor::zeros([2, 8]);
-    let err = rms_norm(&x, &Tensor::zeros([7]), 1e-5).unwrap_err();
-    assert!(
-        err.to_string().contains("rms_norm") && err.to_string().contains("[7]"),
-        "{err}"
+    assert_eq!(
+        f32s(&rms_norm(&x, &w, 1e-5).unwrap()),
+        f32s(&cpu::rms_norm(&x, &w, 1e-5).unwrap())
     );
-    assert!(rms_norm(&x, &Tensor::zeros([1, 8]), 1e-5).is_err());
-    assert!(layer_norm(&x, &Tensor::zeros([8]), Some(&Tensor::zeros([4])), 1e-5).is_err());
-    let mut rng = Rng::new(8);
-    let x16 = random_tensor(DType::F16, &[2, 8], &mut rng);
-    assert!(matches!(
-        rms_norm(&x16, &Tensor::zeros([8]), 1e-5),
-        Err(Error::DType { .. })
-    ));
-}
+    assert_eq!(
+        f32s(&layer_norm(&x, &w, Some(&b), 1e-5).unwrap()),
+        f32s(&cpu::layer_norm(&x, &w, Some(&b), 1e-5).unwrap())
+    );
 
-// ---------------------------------------------------------------------------------------
-// RoPE.
-
-#[test]
-fn rope_table_uses_hf_inverse_frequencies() {
-    let table = RopeTable::new(64, 10000.0, 4).unwrap();
-    assert_eq!(table.inv_freq().len(), 32);
-    assert_eq!(table.inv_freq()[0], 1.0);
-    for (i, &f) in table.inv_freq().iter().enumerate() {
-        assert_eq!(f, 1.0 / 10000f32.powf((2 * i) as f32 / 64.0));
-    }
-    assert!(RopeTable::new(7, 10000.0, 4).is_err());
-    assert!(RopeTable::new(8, 0.0, 4).is_err());
-}
-
-#[test]
-fn rope_matches_the_naive_formulas_in_both_conventions() {
-    let mut rng = Rng::new(9);
-    let (n_heads, head_dim, theta) = (3, 16, 10000.0);
-    let positions = [0, 1, 7, 300, 4095];
-    let x = rng.vec(positions.len() * n_heads * head_dim);
-    let table = RopeTable::new(head_dim, theta, 4096).unwrap();
-
-    let mut got = x.clone();
-    rope_interleaved(&mut got, n_heads, head_dim, &positions, &table).unwrap();
-    let want = reference::rope_interleaved(&x, n_heads, head_dim, &positions, head_dim, theta);
-    assert_close(&got, &want, 1e-5, "rope_interleaved");
-
-    let mut got = x.clone();
-    rope_split_half(&mut got, n_heads, head_dim, &positions, &table).unwrap();
-    let want = reference::rope_split_half(&x, n_heads, head_dim, &positions, head_dim, theta);
-    assert_close(&got, &want, 1e-5, "rope_split_half");
-}
-
-#[test]
-fn partial_rotary_dim_rotates_the_leading_dims_and_leaves_the_rest() {
-    let mut rng = Rng::new(10);
-    let (n_heads, head_dim, rot_dim, theta) = (2, 16, 8, 500000.0);
-    let positions = [3, 11];
-    let x = rng.vec(positions.len() * n_heads * head_dim);
-    let table = RopeTable::new(rot_dim, theta, 16).unwrap();
-    for interleaved in [true, false] {
+    let positions: Vec<usize> = (3..3 + n).collect();
+    let mut table = RopeTable::on_demand(Device::Cpu, hd, 10000.0).unwrap();
+    table.reserve(positions[n - 1] + 1);
+    for style in [RopeStyle::Interleaved, RopeStyle::SplitHalf] {
         let mut got = x.clone();
-        let want = if interleaved {
-            rope_interleaved(&mut got, n_heads, head_dim, &positions, &table).unwrap();
-            reference::rope_interleaved(&x, n_heads, head_dim, &positions, rot_dim, theta)
-        } else {
-            rope_split_half(&mut got, n_heads, head_dim, &positions, &table).unwrap();
-            reference::rope_split_half(&x, n_heads, head_dim, &positions, rot_dim, theta)
-        };
-        assert_close(&got, &want, 1e-5, "partial rope");
-        for (g, x) in got.chunks(head_dim).zip(x.chunks(head_dim)) {
-            assert_eq!(
-                g[rot_dim..],
-                x[rot_dim..],
-                "dims past rot_dim must not move"
-            );
-        }
-    }
-}
-
-/// llama.cpp's converter permutes each head's rows of W_q and W_k: GGUF dimension `2i + j`
-/// holds HF dimension `j·d/2 + i` (`j` in {0, 1}).
-fn hf_to_gguf_order(x: &[f32], head_dim: usize) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
-    for (o, h) in out.chunks_mut(head_dim).zip(x.chunks(head_dim)) {
-        for i in 0..head_dim / 2 {
-            for j in 0..2 {
-                o[2 * i + j] = h[j * head_dim / 2 + i];
+        rope(&mut got, style, n_heads, hd, &positions, &table).unwrap();
+        let mut want = f32s(&x);
+        match style {
+            RopeStyle::Interleaved => {
+                cpu::rope_interleaved(&mut want, n_heads, hd, &positions, &table).unwrap()
+            }
+            RopeStyle::SplitHalf => {
+                cpu::rope_split_half(&mut want, n_heads, hd, &positions, &table).unwrap()
             }
         }
+        assert_eq!(f32s(&got), want, "{style:?}");
     }
-    out
-}
 
-#[test]
-fn interleaved_rope_on_gguf_permuted_q_equals_split_half_on_hf_q() {
-    let mut rng = Rng::new(11);
-    let (n_heads, head_dim) = (4, 64);
-    let positions = [0, 5, 9999];
-    let q_hf = rng.vec(positions.len() * n_heads * head_dim);
-    let table = RopeTable::new(head_dim, 100000.0, 1024).unwrap();
-
-    let mut q_gguf = hf_to_gguf_order(&q_hf, head_dim);
-    rope_interleaved(&mut q_gguf, n_heads, head_dim, &positions, &table).unwrap();
-    let mut q_hf = q_hf;
-    rope_split_half(&mut q_hf, n_heads, head_dim, &positions, &table).unwrap();
-    assert_eq!(q_gguf, hf_to_gguf_order(&q_hf, head_dim));
-}
-
-#[test]
-fn positions_past_the_table_are_computed_like_cached_ones() {
-    let mut rng = Rng::new(12);
-    let positions = [2, 40, 1000];
-    let x = rng.vec(positions.len() * 32);
-    let (small, large) = (
-        RopeTable::new(32, 10000.0, 8).unwrap(),
-        RopeTable::new(32, 10000.0, 1001).unwrap(),
+    let k = Tensor::from_f32([n, n_kv * hd], rng.vec(n * n_kv * hd)).unwrap();
+    let v = Tensor::from_f32([n, n_kv * hd], rng.vec(n * n_kv * hd)).unwrap();
+    let mut cache = KvCache::new(n_kv, hd, Some(4)).unwrap();
+    kv_append(&mut cache, &k, &v, &positions).unwrap();
+    let got = attention(&x, &positions, n_heads, &cache, Some(4)).unwrap();
+    let mut host = KvCache::new(n_kv, hd, Some(4)).unwrap();
+    host.append_host(&f32s(&k), &f32s(&v), &positions).unwrap();
+    let want = cpu::attention(
+        &f32s(&x),
+        &positions,
+        n_heads,
+        &host.view().unwrap(),
+        Some(4),
     );
-    let (mut a, mut b) = (x.clone(), x);
-    rope_split_half(&mut a, 1, 32, &positions, &small).unwrap();
-    rope_split_half(&mut b, 1, 32, &positions, &large).unwrap();
-    assert_eq!(a, b);
-}
+    assert_eq!(got.shape(), x.shape());
+    assert_eq!(f32s(&got), want.unwrap());
 
-#[test]
-fn rope_rejects_bad_shapes() {
-    let table = RopeTable::new(16, 10000.0, 8).unwrap();
-    let mut x = vec![0.0; 2 * 16];
-    let err = rope_interleaved(&mut x, 1, 16, &[0], &table).unwrap_err();
-    assert!(err.to_string().contains("rope_interleaved"), "{err}");
-    assert!(rope_split_half(&mut x, 1, 8, &[0, 1, 2, 3], &table).is_err());
-}
-
-// ---------------------------------------------------------------------------------------
-// Softmax and activations.
-
-#[test]
-fn softmax_matches_reference_and_is_stable_for_large_inputs() {
-    let mut rng = Rng::new(13);
-    for scale in [1.0, 30.0, 1000.0] {
-        let x: Vec<f32> = rng.vec(77).iter().map(|v| v * scale).collect();
-        let mut got = x.clone();
-        softmax_in_place(&mut got);
-        assert_close(&got, &reference::softmax(&x), 1e-5, "softmax");
-        assert!((got.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-    }
-}
-
-#[test]
-fn softmax_gives_masked_entries_zero_and_an_all_masked_row_zeros_not_nan() {
-    let mut x = [1.0, f32::NEG_INFINITY, 1.0];
-    softmax_in_place(&mut x);
-    assert_eq!(x, [0.5, 0.0, 0.5]);
-    let mut x = [f32::NEG_INFINITY; 4];
-    softmax_in_place(&mut x);
-    assert_eq!(x, [0.0; 4]);
-    let mut x = [1.0, f32::NAN];
-    softmax_in_place(&mut x);
-    assert!(x.iter().all(|v| v.is_nan()));
-    softmax_in_place(&mut []);
-}
-
-#[test]
-fn activations_match_their_formulas() {
-    let mut rng = Rng::new(14);
-    let x: Vec<f32> = rng.vec(500).iter().map(|v| v * 8.0).collect();
-    let map = |f: fn(f32) -> f32| x.iter().map(|&v| f(v)).collect::<Vec<f32>>();
-
-    let mut got = x.clone();
-    silu_in_place(&mut got);
-    assert_close(&got, &map(reference::silu), 1e-6, "silu");
-    let mut got = x.clone();
-    gelu_tanh_in_place(&mut got);
-    assert_close(&got, &map(reference::gelu_tanh), 1e-5, "gelu_tanh");
-    let mut got = x.clone();
-    gelu_erf_in_place(&mut got);
-    let want = map(reference::gelu_erf);
-    for (&g, &w) in got.iter().zip(&want) {
-        // Relative to the value itself: the far negative tail is tiny but must stay accurate.
-        assert!(
-            (g - w).abs() <= 1e-6 * w.abs() + 1e-30,
-            "gelu_erf: {g} vs {w}"
-        );
-    }
-
-    let up = rng.vec(500);
-    let want: Vec<f32> = x
-        .iter()
-        .zip(&up)
-        .map(|(&g, &u)| reference::silu(g) * u)
-        .collect();
-    assert_close(&swiglu(&x, &up).unwrap(), &want, 1e-6, "swiglu");
-    let mut gate = x.clone();
-    swiglu_in_place(&mut gate, &up).unwrap();
-    assert_eq!(gate, swiglu(&x, &up).unwrap());
-
+    let up = Tensor::from_f32([n, d], rng.vec(n * d)).unwrap();
+    let mut g = x.clone();
+    swiglu_in_place(&mut g, &up).unwrap();
+    assert_eq!(f32s(&g), cpu::swiglu(&f32s(&x), &f32s(&up)).unwrap());
     let mut sum = x.clone();
     add_in_place(&mut sum, &up).unwrap();
-    let want: Vec<f32> = x.iter().zip(&up).map(|(a, b)| a + b).collect();
-    assert_eq!(sum, want);
-}
+    let mut want = f32s(&x);
+    cpu::add_in_place(&mut want, &f32s(&up)).unwrap();
+    assert_eq!(f32s(&sum), want);
+    let mut biased = x.clone();
+    add_bias_in_place(&mut biased, &b).unwrap();
+    let mut want = f32s(&x);
+    cpu::add_rows_in_place(&mut want, &f32s(&b)).unwrap();
+    assert_eq!(f32s(&biased), want);
 
-#[test]
-fn elementwise_ops_reject_length_mismatch() {
-    let err = swiglu(&[0.0; 3], &[0.0; 4]).unwrap_err();
-    assert!(err.to_string().contains("swiglu"), "{err}");
-    assert!(swiglu_in_place(&mut [0.0; 3], &[0.0; 2]).is_err());
-    assert!(add_in_place(&mut [0.0; 3], &[0.0; 2]).is_err());
-}
-
-// ---------------------------------------------------------------------------------------
-// KV cache.
-
-#[test]
-fn kv_cache_grows_and_reads_back_every_entry() {
-    let mut rng = Rng::new(15);
-    let (n_kv, hd) = (2, 8);
-    let mut cache = KvCache::new(n_kv, hd, None).unwrap();
-    let mut all = Vec::new();
-    for chunk in [5usize, 1, 20, 1, 1, 40] {
-        let start = cache.next_position();
-        let positions: Vec<usize> = (start..start + chunk).collect();
-        let (k, v) = (rng.vec(chunk * n_kv * hd), rng.vec(chunk * n_kv * hd));
-        cache.append(&k, &v, &positions).unwrap();
-        for (t, &p) in positions.iter().enumerate() {
-            all.push((
-                p,
-                k[t * n_kv * hd..][..n_kv * hd].to_vec(),
-                v[t * n_kv * hd..][..n_kv * hd].to_vec(),
-            ));
+    for (f, kernel) in [
+        (Activation::Silu, cpu::silu_in_place as fn(&mut [f32])),
+        (Activation::GeluTanh, cpu::gelu_tanh_in_place),
+        (Activation::GeluErf, cpu::gelu_erf_in_place),
+    ] {
+        let mut got = x.clone();
+        match f {
+            Activation::Silu => silu_in_place(&mut got),
+            Activation::GeluTanh => gelu_tanh_in_place(&mut got),
+            Activation::GeluErf => gelu_erf_in_place(&mut got),
         }
-    }
-    assert_eq!(cache.len(), all.len());
-    assert!(cache.positions().eq(0..all.len()));
-    for (p, k, v) in all {
-        assert_eq!(cache.entry(p), Some((k, v)), "position {p}");
-    }
-}
-
-#[test]
-fn windowed_cache_stays_bounded_during_decode() {
-    let mut rng = Rng::new(16);
-    let (n_kv, hd, w) = (2, 4, 5);
-    let mut cache = KvCache::new(n_kv, hd, Some(w)).unwrap();
-    for p in 0..50 {
-        let (k, v) = (rng.vec(n_kv * hd), rng.vec(n_kv * hd));
-        cache.append(&k, &v, &[p]).unwrap();
-        assert!(cache.len() <= w && cache.allocated_slots() <= w);
-        assert!(cache.positions().eq(p.saturating_sub(w - 1)..=p));
-        assert_eq!(cache.entry(p), Some((k, v)));
-    }
-}
-
-#[test]
-fn windowed_cache_keeps_what_a_prefill_chunk_needs_then_shrinks() {
-    let mut rng = Rng::new(17);
-    let (n_kv, hd, w) = (1, 4, 4);
-    let mut cache = KvCache::new(n_kv, hd, Some(w)).unwrap();
-    let positions: Vec<usize> = (0..30).collect();
-    cache
-        .append(&rng.vec(30 * hd), &rng.vec(30 * hd), &positions)
         .unwrap();
+        let mut want = f32s(&x);
+        kernel(&mut want);
+        assert_eq!(f32s(&got), want, "{f:?}");
+    }
+
+    let err = add_in_place(&mut x.clone(), &Tensor::zeros([n, d + 1])).unwrap_err();
+    assert!(err.to_string().contains("ops::add_in_place"), "{err}");
+    let err = add_bias_in_place(&mut x.clone(), &Tensor::zeros([d - 1])).unwrap_err();
+    assert!(err.to_string().contains("ops::add_bias_in_place"), "{err}");
+    let err = rope(&mut x.clone(), RopeStyle::SplitHalf, 1, hd, &[0], &table).unwrap_err();
+    assert!(err.to_string().contains("ops::rope"), "{err}");
+}
+
+#[test]
+fn in_place_ops_on_a_mapped_or_byte_backed_f32_tensor_work_on_a_copy() {
+    let bytes: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let storage = Storage::Bytes(crate::source::AlignedBytes::from_slice(&bytes));
+    let mut x = Tensor::from_storage(vec![2, 2], DType::F32, storage).unwrap();
+    add_in_place(&mut x, &Tensor::from_f32([2, 2], vec![1.0; 4]).unwrap()).unwrap();
+    assert_eq!(f32s(&x), [2.0, 3.0, 4.0, 5.0]);
+}
+
+#[test]
+fn embedding_narrow_and_last_row() {
+    let mut rng = Rng::new(33);
+    let table = random_tensor(DType::Q8_0, &[9, 64], &mut rng);
+    let got = embedding(&table, &[3, 0, 8]).unwrap();
     assert_eq!(
-        cache.len(),
-        30,
-        "a chunk's early queries need its early keys"
+        f32s(&got),
+        f32s(&cpu::embedding(&table, &[3, 0, 8]).unwrap())
     );
-    cache.append(&rng.vec(hd), &rng.vec(hd), &[30]).unwrap();
-    assert!(cache.positions().eq(27..=30));
-    assert!(cache.allocated_slots() <= 2 * w);
-}
 
-#[test]
-fn kv_cache_rejects_bad_positions_and_shapes() {
-    let mut cache = KvCache::new(2, 4, None).unwrap();
-    let err = cache.append(&[0.0; 7], &[0.0; 8], &[0]).unwrap_err();
-    assert!(err.to_string().contains("KvCache::append"), "{err}");
-    cache.append(&[0.0; 8], &[0.0; 8], &[3]).unwrap();
-    assert!(cache.append(&[0.0; 8], &[0.0; 8], &[3]).is_err());
-    assert!(cache.append(&[0.0; 16], &[0.0; 16], &[5, 4]).is_err());
-    assert_eq!(cache.len(), 1);
-    assert!(KvCache::new(0, 4, None).is_err());
-    assert!(KvCache::new(1, 4, Some(0)).is_err());
-    cache.clear();
-    assert!(cache.is_empty());
-    cache.append(&[0.0; 8], &[0.0; 8], &[0]).unwrap();
-}
-
-// ---------------------------------------------------------------------------------------
-// Attention.
-
-/// Random q `[n, n_heads, hd]`, k and v `[n, n_kv, hd]` for positions `0..n`.
-fn qkv(rng: &mut Rng, n: usize, n_heads: usize, n_kv: usize, hd: usize) -> [Vec<f32>; 3] {
-    [
-        rng.vec(n * n_heads * hd),
-        rng.vec(n * n_kv * hd),
-        rng.vec(n * n_kv * hd),
-    ]
-}
-
-#[test]
-fn grouped_query_prefill_matches_reference() {
-    let mut rng = Rng::new(18);
-    let (n, n_heads, n_kv, hd) = (9, 6, 2, 16);
-    let [q, k, v] = qkv(&mut rng, n, n_heads, n_kv, hd);
-    let positions: Vec<usize> = (0..n).collect();
-    let mut cache = KvCache::new(n_kv, hd, None).unwrap();
-    cache.append(&k, &v, &positions).unwrap();
-    let got = attention(&q, &positions, n_heads, &cache.view(), None).unwrap();
-    let want = reference::attention(&q, &positions, &k, &v, &positions, n_heads, n_kv, hd, None);
-    assert_close(&got, &want, 1e-5, "gqa prefill");
-
-    let view = KvView::from_tokens(&k, &v, &positions, n_kv, hd).unwrap();
-    let direct = attention(&q, &positions, n_heads, &view, None).unwrap();
-    assert_close(&direct, &got, 1e-6, "token slices vs cache");
-}
-
-#[test]
-fn sliding_window_attention_matches_reference() {
-    let mut rng = Rng::new(19);
-    let (n, n_heads, n_kv, hd, w) = (12, 6, 2, 8, 3);
-    let [q, k, v] = qkv(&mut rng, n, n_heads, n_kv, hd);
-    let positions: Vec<usize> = (0..n).collect();
-    let view = KvView::from_tokens(&k, &v, &positions, n_kv, hd).unwrap();
-    let got = attention(&q, &positions, n_heads, &view, Some(w)).unwrap();
-    let want = reference::attention(
-        &q,
-        &positions,
-        &k,
-        &v,
-        &positions,
-        n_heads,
-        n_kv,
-        hd,
-        Some(w),
+    let x = Tensor::from_f32([3, 4], (0..12).map(|v| v as f32).collect()).unwrap();
+    let last = last_row(&x).unwrap();
+    assert_eq!(
+        (last.shape(), f32s(&last)),
+        (&[1, 4][..], vec![8.0, 9.0, 10.0, 11.0])
     );
-    assert_close(&got, &want, 1e-5, "sliding window");
-    let full = attention(&q, &positions, n_heads, &view, None).unwrap();
+    let cols = x.narrow(1, 1, 2).unwrap();
+    assert_eq!(cols.shape(), [3, 2]);
+    assert_eq!(f32s(&cols), [1.0, 2.0, 5.0, 6.0, 9.0, 10.0]);
+    assert_eq!(narrow(&x, 0, 3, 0).unwrap().shape(), [0, 4]);
+    let err = narrow(&x, 1, 3, 2).unwrap_err();
+    assert!(err.to_string().contains("narrow") && err.to_string().contains("[3, 4]"));
+    assert!(narrow(&x, 2, 0, 1).is_err());
+    assert!(last_row(&Tensor::zeros([0, 4])).is_err());
     assert!(
-        got != full,
-        "a window shorter than the sequence changes the result"
+        narrow(&table, 0, 0, 1).is_err(),
+        "narrow copies f32 activations"
     );
 }
 
 #[test]
-fn prefill_equals_decode_token_by_token_through_a_windowed_cache() {
-    let mut rng = Rng::new(20);
-    let (n, n_heads, n_kv, hd, w) = (14, 6, 2, 8, 4);
-    let [q, k, v] = qkv(&mut rng, n, n_heads, n_kv, hd);
-    let positions: Vec<usize> = (0..n).collect();
-    let (q_len, kv_len) = (n_heads * hd, n_kv * hd);
-
-    let mut prefill_cache = KvCache::new(n_kv, hd, Some(w)).unwrap();
-    prefill_cache.append(&k, &v, &positions).unwrap();
-    let prefill = attention(&q, &positions, n_heads, &prefill_cache.view(), Some(w)).unwrap();
-
-    let mut cache = KvCache::new(n_kv, hd, Some(w)).unwrap();
-    for t in 0..n {
-        let kt = &k[t * kv_len..][..kv_len];
-        let vt = &v[t * kv_len..][..kv_len];
-        cache.append(kt, vt, &[t]).unwrap();
-        assert!(cache.len() <= w, "decode cache holds {} > {w}", cache.len());
-        let qt = &q[t * q_len..][..q_len];
-        let decode = attention(qt, &[t], n_heads, &cache.view(), Some(w)).unwrap();
-        assert_close(
-            &decode,
-            &prefill[t * q_len..][..q_len],
-            1e-5,
-            "decode vs prefill",
-        );
+fn a_device_tensor_tells_its_device_and_refuses_host_access_with_errors() {
+    let t = on_gpu(&[2, 3]);
+    assert_eq!(t.device(), Device::Cuda(0));
+    assert!(!t.is_host() && !t.is_zero_copy());
+    assert_eq!(t.byte_len(), 24);
+    assert!(t.bytes().is_empty());
+    for err in [
+        t.host_bytes().unwrap_err(),
+        t.as_f32().unwrap_err(),
+        t.clone().as_f32_mut().unwrap_err(),
+        t.row_bytes(0).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::Device { .. }), "{err}");
+        assert!(err.to_string().contains("cuda:0"), "{err}");
     }
-}
-
-#[test]
-fn chunked_prefill_through_a_windowed_cache_equals_one_prefill() {
-    let mut rng = Rng::new(21);
-    let (n, n_heads, n_kv, hd, w) = (20, 4, 4, 8, 6);
-    let [q, k, v] = qkv(&mut rng, n, n_heads, n_kv, hd);
-    let positions: Vec<usize> = (0..n).collect();
-    let want = reference::attention(
-        &q,
-        &positions,
-        &k,
-        &v,
-        &positions,
-        n_heads,
-        n_kv,
-        hd,
-        Some(w),
+    // Reading it back needs its backend, which this build does not have.
+    let err = t.to_f32_vec().unwrap_err();
+    assert!(err.to_string().contains("no CUDA backend"), "{err}");
+    assert!(t.to_host().is_err());
+    assert!(Tensor::zeros([2]).to_device(Device::Hip(1)).is_err());
+    assert_eq!(
+        Tensor::zeros([2]).to_device(Device::Cpu).unwrap().shape(),
+        [2]
     );
-    let (q_len, kv_len) = (n_heads * hd, n_kv * hd);
 
-    let mut cache = KvCache::new(n_kv, hd, Some(w)).unwrap();
-    let mut got = Vec::new();
-    for chunk in [7usize, 1, 9, 3].iter().scan(0, |at, &c| {
-        *at += c;
-        Some(*at - c..*at)
-    }) {
-        let p = &positions[chunk.clone()];
-        cache
-            .append(
-                &k[chunk.start * kv_len..chunk.end * kv_len],
-                &v[chunk.start * kv_len..chunk.end * kv_len],
-                p,
-            )
-            .unwrap();
-        let qc = &q[chunk.start * q_len..chunk.end * q_len];
-        got.extend(attention(qc, p, n_heads, &cache.view(), Some(w)).unwrap());
-    }
-    assert_close(&got, &want, 1e-5, "chunked prefill");
+    // A buffer whose size does not fit the shape, or that claims to be host memory.
+    let buffer = DeviceBuffer::new(Arc::new(FakeGpuMemory(20)));
+    assert!(Tensor::from_storage(vec![2, 3], DType::F32, Storage::Device(buffer.clone())).is_err());
+    assert!(buffer.downcast_ref::<FakeGpuMemory>().is_some());
 }
 
 #[test]
-fn attention_rejects_bad_heads_windows_and_shapes() {
-    let (n_kv, hd) = (4, 8);
-    let mut cache = KvCache::new(n_kv, hd, Some(4)).unwrap();
-    cache.append(&[0.1; 32], &[0.1; 32], &[0]).unwrap();
-    let view = cache.view();
-    let q = vec![0.1; 6 * hd];
-    let err = attention(&q, &[0], 6, &view, Some(4)).unwrap_err();
-    assert!(err.to_string().contains("n_kv_heads (4)"), "{err}");
-    let q = vec![0.1; 8 * hd];
-    assert!(attention(&q, &[0], 8, &view, None).is_err());
-    assert!(attention(&q, &[0], 8, &view, Some(5)).is_err());
-    assert!(attention(&q, &[0], 8, &view, Some(0)).is_err());
-    assert!(attention(&q[1..], &[0], 8, &view, Some(4)).is_err());
-    assert!(attention(&q, &[0], 8, &view, Some(3)).is_ok());
-    let err = attention(&q, &[7], 8, &view, Some(4)).unwrap_err();
-    assert!(err.to_string().contains("position 7"), "{err}");
-    assert!(KvView::from_tokens(&[0.0; 3], &[0.0; 3], &[0], 1, 4).is_err());
+fn ops_on_tensors_of_different_devices_are_errors_naming_the_op() {
+    let w = Tensor::zeros([2, 3]);
+    let x = on_gpu(&[1, 3]);
+    let err = matvec(&w, &x).unwrap_err();
+    assert!(matches!(err, Error::DeviceMismatch { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("ops::matvec") && msg.contains("w on cpu") && msg.contains("x on cuda:0"));
+    assert!(matmul(&x, &w)
+        .unwrap_err()
+        .to_string()
+        .contains("ops::matmul"));
+    assert!(rms_norm(&x, &Tensor::zeros([3]), 1e-5).is_err());
+    let mut y = Tensor::zeros([1, 3]);
+    let err = add_in_place(&mut y, &x).unwrap_err();
+    assert!(err.to_string().contains("ops::add_in_place"), "{err}");
+    let mut cache = KvCache::new(1, 3, None).unwrap();
+    let err = cache.append(&x, &x, &[0]).unwrap_err();
+    assert!(err.to_string().contains("KvCache::append"), "{err}");
+    let err = attention(&x, &[0], 1, &cache, None).unwrap_err();
+    assert!(err.to_string().contains("ops::attention"), "{err}");
+
+    // All on one device without a backend: the device's own error.
+    let err = matvec(&on_gpu(&[2, 3]), &x).unwrap_err();
+    assert!(err.to_string().contains("no CUDA backend"), "{err}");
+}
+
+#[test]
+fn backends_exist_for_the_cpu_only() {
+    assert_eq!(backend(Device::Cpu).unwrap().device(), Device::Cpu);
+    assert_eq!(Device::Cpu.backend().unwrap().device(), Device::Cpu);
+    for d in [Device::Cuda(0), Device::Hip(0)] {
+        let err = backend(d).unwrap_err().to_string();
+        assert_eq!(err, d.ensure_available().unwrap_err().to_string());
+        assert!(KvCache::new_on(d, 1, 4, None).is_err());
+        assert!(RopeTable::on_demand(d, 4, 10000.0).is_err());
+    }
+}
+
+#[test]
+fn per_sequence_state_starts_small_and_grows_with_the_positions_used() {
+    let cache = KvCache::new_on(Device::Cpu, 8, 128, None).unwrap();
+    assert_eq!((cache.memory_bytes(), cache.allocated_slots()), (0, 0));
+    assert_eq!(cache.device(), Device::Cpu);
+
+    let mut table = RopeTable::on_demand(Device::Cpu, 128, 500000.0).unwrap();
+    assert_eq!(table.max_positions(), 0);
+    assert_eq!(table.memory_bytes(), 64 * 4, "only the inverse frequencies");
+    table.reserve(1);
+    assert_eq!(table.max_positions(), 16);
+    table.reserve(16);
+    assert_eq!(table.max_positions(), 16);
+    table.reserve(17);
+    assert_eq!(table.max_positions(), 32, "doubles");
+    table.reserve(100);
+    assert_eq!(table.max_positions(), 100);
+    assert!(table.memory_bytes() <= (64 + 2 * 100 * 64) * 4 + 4096);
+
+    // Grown, eager and on-the-fly angles are the same numbers.
+    let eager = RopeTable::new(128, 500000.0, 4096).unwrap();
+    let mut rng = Rng::new(34);
+    let positions = [0, 15, 16, 31, 99, 100, 4000];
+    let x = Tensor::from_f32([7, 2 * 128], rng.vec(7 * 2 * 128)).unwrap();
+    let (mut a, mut b) = (x.clone(), x);
+    rope(&mut a, RopeStyle::SplitHalf, 2, 128, &positions, &table).unwrap();
+    rope(&mut b, RopeStyle::SplitHalf, 2, 128, &positions, &eager).unwrap();
+    assert_eq!(f32s(&a), f32s(&b));
 }

@@ -19,9 +19,7 @@
 //! # Ok::<(), lazyforge::Error>(())
 //! ```
 
-use lazyforge::ops::{
-    add_in_place, attention, embedding, gelu_tanh_in_place, layer_norm, matmul, matvec, KvCache,
-};
+use lazyforge::ops::{self, KvCache};
 use lazyforge::serde::{Deserialize, Serialize};
 use lazyforge::{lazy_module, strategy, Error, Result, Tensor, Weight};
 
@@ -66,7 +64,8 @@ pub struct LayerNorm {
 #[strategy(unified)]
 impl LayerNorm {
     fn unified(&self, x: &Tensor) -> Result<Tensor> {
-        layer_norm(x, &*self.weight()?, Some(&*self.bias()?), self.cfg.eps)
+        let (weight, bias) = (self.weight()?, self.bias()?);
+        ops::layer_norm(x, &weight, Some(&bias), self.cfg.eps)
     }
 }
 
@@ -89,39 +88,41 @@ pub struct Attention {
 impl Attention {
     /// Many tokens: matrix-matrix projections.
     fn prefill(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let mut qkv = matmul(x, &*self.qkv()?)?.into_f32_vec()?;
-        add_rows(&mut qkv, &*self.qkv_bias()?)?;
+        let (w, b) = (self.qkv()?, self.qkv_bias()?);
+        let mut qkv = ops::matmul(x, &w)?;
+        ops::add_bias_in_place(&mut qkv, &b)?;
         let mixed = self.attend(&qkv, cache)?;
-        let mut y = matmul(&mixed, &*self.out()?)?;
-        add_rows(y.as_f32_mut()?, &*self.out_bias()?)?;
+        let (w, b) = (self.out()?, self.out_bias()?);
+        let mut y = ops::matmul(&mixed, &w)?;
+        ops::add_bias_in_place(&mut y, &b)?;
         Ok(y)
     }
 
     /// One token: matrix-vector projections.
     fn decode(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let mut qkv = matvec(&*self.qkv()?, x.as_f32()?)?;
-        add_rows(&mut qkv, &*self.qkv_bias()?)?;
+        let (w, b) = (self.qkv()?, self.qkv_bias()?);
+        let mut qkv = ops::matvec(&w, x)?;
+        ops::add_bias_in_place(&mut qkv, &b)?;
         let mixed = self.attend(&qkv, cache)?;
-        let mut y = matvec(&*self.out()?, mixed.as_f32()?)?;
-        add_rows(&mut y, &*self.out_bias()?)?;
-        Tensor::from_f32([1, self.cfg.hidden], y)
+        let (w, b) = (self.out()?, self.out_bias()?);
+        let mut y = ops::matvec(&w, &mixed)?;
+        ops::add_bias_in_place(&mut y, &b)?;
+        Ok(y)
     }
 
     /// Splits `[n, 3·hidden]` into q, k, v, appends k and v to the cache and attends.
-    fn attend(&self, qkv: &[f32], cache: &mut KvCache) -> Result<Tensor> {
+    fn attend(&self, qkv: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let d = self.cfg.hidden;
-        let n = qkv.len() / (3 * d);
-        let (mut q, mut k, mut v) = (Vec::new(), Vec::new(), Vec::new());
-        for row in qkv.chunks_exact(3 * d) {
-            q.extend_from_slice(&row[..d]);
-            k.extend_from_slice(&row[d..2 * d]);
-            v.extend_from_slice(&row[2 * d..]);
-        }
+        let n = qkv.elem_count() / (3 * d);
+        let (q, k, v) = (
+            qkv.narrow(1, 0, d)?,
+            qkv.narrow(1, d, d)?,
+            qkv.narrow(1, 2 * d, d)?,
+        );
         let start = cache.next_position();
         let positions: Vec<usize> = (start..start + n).collect();
         cache.append(&k, &v, &positions)?;
-        let out = attention(&q, &positions, self.cfg.n_heads, &cache.view(), None)?;
-        Tensor::from_f32([n, d], out)
+        ops::attention(&q, &positions, self.cfg.n_heads, cache, None)
     }
 }
 
@@ -143,11 +144,13 @@ pub struct Mlp {
 #[strategy(unified)]
 impl Mlp {
     fn unified(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = matmul(x, &*self.up()?)?;
-        add_rows(h.as_f32_mut()?, &*self.up_bias()?)?;
-        gelu_tanh_in_place(h.as_f32_mut()?);
-        let mut y = matmul(&h, &*self.down()?)?;
-        add_rows(y.as_f32_mut()?, &*self.down_bias()?)?;
+        let (up, up_bias) = (self.up()?, self.up_bias()?);
+        let mut h = ops::matmul(x, &up)?;
+        ops::add_bias_in_place(&mut h, &up_bias)?;
+        ops::gelu_tanh_in_place(&mut h)?;
+        let (down, down_bias) = (self.down()?, self.down_bias()?);
+        let mut y = ops::matmul(&h, &down)?;
+        ops::add_bias_in_place(&mut y, &down_bias)?;
         Ok(y)
     }
 }
@@ -185,10 +188,10 @@ impl Block {
 
     /// The two residual adds around the attention output and the MLP.
     fn finish(&self, x: &Tensor, attn: Tensor) -> Result<Tensor> {
-        let mut x = x.to_f32()?;
-        add_in_place(x.as_f32_mut()?, attn.as_f32()?)?;
+        let mut x = x.clone();
+        ops::add_in_place(&mut x, &attn)?;
         let mlp = self.mlp.forward_unified(&self.ln_2.forward_unified(&x)?)?;
-        add_in_place(x.as_f32_mut()?, mlp.as_f32()?)?;
+        ops::add_in_place(&mut x, &mlp)?;
         Ok(x)
     }
 }
@@ -214,8 +217,8 @@ pub struct Gpt2 {
 #[strategy(prefill, decode)]
 impl Gpt2 {
     /// Runs `ids` through every block, filling `caches` (one per block); returns the logits
-    /// of the last token.
-    fn prefill(&self, ids: &[u32], caches: &mut [KvCache]) -> Result<Vec<f32>> {
+    /// of the last token, `[1, vocab]`.
+    fn prefill(&self, ids: &[u32], caches: &mut [KvCache]) -> Result<Tensor> {
         let mut x = self.embed(ids, caches)?;
         for (block, cache) in self.blocks.iter().zip(caches.iter_mut()) {
             x = block.forward_prefill(&x, cache)?;
@@ -223,8 +226,8 @@ impl Gpt2 {
         self.logits(&x)
     }
 
-    /// One token against the caches; returns its logits.
-    fn decode(&self, ids: &[u32], caches: &mut [KvCache]) -> Result<Vec<f32>> {
+    /// One token against the caches; returns its logits, `[1, vocab]`.
+    fn decode(&self, ids: &[u32], caches: &mut [KvCache]) -> Result<Tensor> {
         let mut x = self.embed(ids, caches)?;
         for (block, cache) in self.blocks.iter().zip(caches.iter_mut()) {
             x = block.forward_decode(&x, cache)?;
@@ -243,25 +246,17 @@ impl Gpt2 {
         }
         let start = caches.first().map_or(0, KvCache::next_position) as u32;
         let positions: Vec<u32> = (start..start + ids.len() as u32).collect();
-        let mut x = embedding(&*self.wte()?, ids)?;
-        let pos = embedding(&*self.wpe()?, &positions)?;
-        add_in_place(x.as_f32_mut()?, pos.as_f32()?)?;
+        let (wte, wpe) = (self.wte()?, self.wpe()?);
+        let mut x = ops::embedding(&wte, ids)?;
+        let pos = ops::embedding(&wpe, &positions)?;
+        ops::add_in_place(&mut x, &pos)?;
         Ok(x)
     }
 
-    fn logits(&self, x: &Tensor) -> Result<Vec<f32>> {
+    /// Final norm, then the LM head on the last token: `[1, vocab]`.
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let x = self.ln_f.forward_unified(x)?;
-        let d = self.cfg.hidden;
-        let values = x.as_f32()?;
-        matvec(&*self.lm_head()?, &values[values.len() - d..])
+        let lm_head = self.lm_head()?;
+        ops::matvec(&lm_head, &ops::last_row(&x)?)
     }
-}
-
-/// Adds `bias` (`[m]`) to every `m`-wide row of `rows`.
-fn add_rows(rows: &mut [f32], bias: &Tensor) -> Result<()> {
-    let bias = bias.to_f32_vec()?;
-    for row in rows.chunks_exact_mut(bias.len()) {
-        add_in_place(row, &bias)?;
-    }
-    Ok(())
 }

@@ -209,7 +209,8 @@ fn naive_logits(t: &Tensors, cfg: &GptConfig, ids: &[u32]) -> Vec<f32> {
     linear(&last, &head.1, None)
 }
 
-fn assert_close(got: &[f32], want: &[f32]) {
+fn assert_close(got: &Tensor, want: &[f32]) {
+    let got = got.to_f32_vec().unwrap();
     assert_eq!(got.len(), want.len());
     let err: f32 = got
         .iter()

@@ -13,7 +13,7 @@ impl Linear {
     }
 
     fn decode(&self, x: &Tensor) -> Result<Vec<f32>> {
-        lazyforge::ops::matvec(&*self.weight()?, x.as_f32()?)
+        lazyforge::ops::matvec(&*self.weight()?, x)?.to_f32_vec()
     }
 }
 

@@ -13,7 +13,7 @@ impl Linear {
     }
 
     fn decode(&self, x: &[f32]) -> Result<Tensor> {
-        let y = lazyforge::ops::matvec(&*self.weight()?, x)?;
+        let y = lazyforge::ops::cpu::matvec(&*self.weight()?, x)?;
         Tensor::from_f32([1, 4], y)
     }
 }

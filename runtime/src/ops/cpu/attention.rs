@@ -2,7 +2,7 @@
 //! window, over keys and values from a [`KvView`].
 
 use super::activation::softmax_in_place;
-use super::kv_cache::KvView;
+use super::kv_view::KvView;
 use super::vector::{axpy, dot};
 use crate::error::{Error, Result};
 use rayon::prelude::*;

@@ -27,7 +27,7 @@ pub fn embedding(table: &Tensor, ids: &[u32]) -> Result<Tensor> {
     let mut out = vec![0.0f32; ids.len() * hidden];
     if hidden > 0 {
         for (&id, row) in ids.iter().zip(out.chunks_exact_mut(hidden)) {
-            dtype::dequantize(table.dtype(), table.row_bytes(id as usize), row)?;
+            dtype::dequantize(table.dtype(), table.row_bytes(id as usize)?, row)?;
         }
     }
     Tensor::from_f32([ids.len(), hidden], out)

@@ -42,7 +42,7 @@ pub fn matvec(w: &Tensor, x: &[f32]) -> Result<Vec<f32>> {
     } else {
         let (dtype, stride) = (w.dtype(), w.row_stride_bytes());
         y.par_chunks_mut(rows_per_task)
-            .zip(w.bytes().par_chunks(rows_per_task * stride))
+            .zip(w.host_bytes()?.par_chunks(rows_per_task * stride))
             .try_for_each(|(ys, rows)| {
                 for (y, row) in ys.iter_mut().zip(rows.chunks_exact(stride)) {
                     *y = dtype::dot(dtype, row, x)?;
@@ -88,7 +88,7 @@ pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 
     let tile_rows = tile_rows(m, k);
     let dense = dense_f32(w);
-    let (dtype, stride, bytes) = (w.dtype(), w.row_stride_bytes(), w.bytes());
+    let (dtype, stride, bytes) = (w.dtype(), w.row_stride_bytes(), w.host_bytes()?);
     // Output transposed, [m, n], so that each tile owns one contiguous chunk of it.
     let mut yt = vec![0.0f32; m * n];
     yt.par_chunks_mut(tile_rows * n)

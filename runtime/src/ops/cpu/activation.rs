@@ -70,6 +70,22 @@ pub fn add_in_place(dst: &mut [f32], src: &[f32]) -> Result<()> {
     Ok(())
 }
 
+/// The bias add: `bias` (`d` values) added to every `d`-wide row of `rows`, one row at a time
+/// by [`add_in_place`]; `rows.len()` must be a multiple of `d`.
+pub fn add_rows_in_place(rows: &mut [f32], bias: &[f32]) -> Result<()> {
+    if bias.is_empty() || !rows.len().is_multiple_of(bias.len()) {
+        return Err(Error::Invalid(format!(
+            "add_rows_in_place: {} values are not whole rows of the bias's {}",
+            rows.len(),
+            bias.len()
+        )));
+    }
+    for row in rows.chunks_exact_mut(bias.len()) {
+        add_in_place(row, bias)?;
+    }
+    Ok(())
+}
+
 /// Numerically stable softmax of one row, in place: `e^(x[i] - max) / Σ e^(x[j] - max)`.
 ///
 /// `-inf` entries (masked positions) get probability 0. A row with no finite maximum (all
