@@ -4,8 +4,10 @@
 //! `block_size()` values in `type_size()` bytes. Layouts follow ggml (GGUF), little-endian.
 
 mod quant;
+mod rowdot;
 
 pub use quant::{dequantize, dequantize_block, dot};
+pub use rowdot::dot_rows;
 
 use std::fmt;
 

@@ -1,5 +1,5 @@
-//! Dequantization of every block format to `f32`, and the dot product of a quantized row
-//! with `f32` activations.
+//! Dequantization of every block format to `f32`, and [`dot`], the dot product of one
+//! quantized row with `f32` activations (its kernels are in `rowdot`).
 //!
 //! One function per format decodes one block; its comment gives ggml's `block_*` layout.
 //! The arithmetic follows ggml's `dequantize_row_*` operation for operation (the same
@@ -8,7 +8,7 @@
 //! contraction. The fixtures in `fixtures/dequant/` pin this.
 
 use super::DType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use half::f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use rayon::prelude::*;
@@ -17,12 +17,6 @@ use rayon::prelude::*;
 const PARALLEL_MIN_VALUES: usize = 1 << 16;
 /// Values per parallel task: a multiple of every block size, large enough to amortize a task.
 const PARALLEL_CHUNK_VALUES: usize = 1 << 14;
-/// Values decoded at a time into the stack buffer of [`dot`]: one 256-value K-quant block,
-/// eight 32-value blocks, or 256 plain floats.
-const DOT_GROUP: usize = 256;
-/// Independent partial sums in [`dot`]: enough to fill several SIMD registers so that the
-/// additions do not wait on each other.
-const DOT_LANES: usize = 32;
 
 /// Dequantizes `bytes` (a whole number of `dtype` blocks) into `out`, which must hold exactly
 /// the number of values those blocks encode; otherwise returns an error and writes nothing.
@@ -60,124 +54,20 @@ pub fn dequantize_block(dtype: DType, block: &[u8], out: &mut [f32]) {
 }
 
 /// The dot product of one row of `dtype` values with `f32` activations `x`:
-/// `sum_i dequantize(row)[i] * x[i]`, in exact `f32` arithmetic (activations are not
-/// rounded to 8 bits as llama.cpp does).
+/// `sum_i dequantize(row)[i] * x[i]`, with `f32` activations (not rounded to 8 bits as
+/// llama.cpp does).
 ///
-/// Each group of blocks is dequantized into a stack buffer and multiplied into 32
-/// independent partial sums, so the inner loops vectorize; this is the decode hot path. The summation order differs from a sequential sum, so results may differ from
-/// one in the last bits.
+/// This is [`dot_rows`](super::dot_rows) for a single row, with the same fused kernels
+/// (scales factored out of each block, multiply-adds, several partial sums), so results
+/// may differ from a sequential sum in the last bits. For a matrix, call `dot_rows` once:
+/// it checks lengths and picks the kernel once rather than per row.
 ///
 /// Returns an error if `row` does not encode exactly `x.len()` values.
 pub fn dot(dtype: DType, row: &[u8], x: &[f32]) -> Result<f32> {
-    check_len("dot", dtype, row.len(), x.len())?;
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: `dot_avx2` only requires AVX2, which the CPU was just checked to have.
-        return Ok(unsafe { dot_avx2(dtype, row, x) });
-    }
-    Ok(dot_kernel(dtype, row, x))
+    super::rowdot::dot_one(dtype, row, x)
 }
 
-/// [`dot_kernel`] compiled for AVX2 (eight `f32` lanes per instruction instead of SSE2's
-/// four). Without `-C target-feature=+fma` no multiply-add is fused, so the result is the
-/// same as the portable build's, bit for bit.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dot_avx2(dtype: DType, row: &[u8], x: &[f32]) -> f32 {
-    dot_kernel(dtype, row, x)
-}
-
-/// The body of [`dot`]; lengths are already checked.
-#[inline(always)]
-fn dot_kernel(dtype: DType, row: &[u8], x: &[f32]) -> f32 {
-    macro_rules! blocks {
-        ($decode:expr) => {
-            dot_groups(row, x, dtype, |b, y| each_block(b, y, $decode))
-        };
-    }
-    match dtype {
-        DType::F32 => blocks!(dequantize_f32),
-        DType::F16 => dot_groups(row, x, dtype, dequantize_f16_run),
-        DType::BF16 => blocks!(dequantize_bf16),
-        // The most common formats decode straight into the products, with no buffer between.
-        DType::Q4_0 => dot_q4_0(row, x),
-        DType::Q4_1 => dot_q4_1(row, x),
-        DType::Q5_0 => blocks!(dequantize_q5_0),
-        DType::Q5_1 => blocks!(dequantize_q5_1),
-        DType::Q8_0 => dot_q8_0(row, x),
-        DType::Q2_K => blocks!(dequantize_q2_k),
-        DType::Q3_K => blocks!(dequantize_q3_k),
-        DType::Q4_K => blocks!(dequantize_q4_k),
-        DType::Q5_K => blocks!(dequantize_q5_k),
-        DType::Q6_K => blocks!(dequantize_q6_k),
-        DType::Q8_K => blocks!(dequantize_q8_k),
-    }
-}
-
-/// [`dot`] for Q4_0 rows: each value is decoded exactly as [`dequantize_q4_0`] does and
-/// multiplied into one of 32 partial sums, straight from the block (no buffer, no calls, so
-/// the loop stays in vector registers).
-#[inline(always)]
-fn dot_q4_0(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; 32];
-    for (b, x) in row.chunks_exact(18).zip(x.chunks_exact(32)) {
-        let d = f16_at(b, 0);
-        let qs: &[u8; 16] = b[2..18]
-            .try_into()
-            .expect("an 18-byte block has 16 nibble bytes");
-        let x: &[f32; 32] = x.try_into().expect("chunks_exact yields 32 values");
-        for j in 0..16 {
-            acc[j] += ((qs[j] & 0x0F) as i32 - 8) as f32 * d * x[j];
-            acc[j + 16] += ((qs[j] >> 4) as i32 - 8) as f32 * d * x[j + 16];
-        }
-    }
-    reduce(acc)
-}
-
-/// [`dot`] for Q4_1 rows, decoding as [`dequantize_q4_1`] does (see [`dot_q4_0`]).
-#[inline(always)]
-fn dot_q4_1(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; 32];
-    for (b, x) in row.chunks_exact(20).zip(x.chunks_exact(32)) {
-        let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-        let qs: &[u8; 16] = b[4..20]
-            .try_into()
-            .expect("a 20-byte block has 16 nibble bytes");
-        let x: &[f32; 32] = x.try_into().expect("chunks_exact yields 32 values");
-        for j in 0..16 {
-            acc[j] += ((qs[j] & 0x0F) as f32 * d + m) * x[j];
-            acc[j + 16] += ((qs[j] >> 4) as f32 * d + m) * x[j + 16];
-        }
-    }
-    reduce(acc)
-}
-
-/// [`dot`] for Q8_0 rows, decoding as [`dequantize_q8_0`] does (see [`dot_q4_0`]).
-#[inline(always)]
-fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; 32];
-    for (b, x) in row.chunks_exact(34).zip(x.chunks_exact(32)) {
-        let d = f16_at(b, 0);
-        let qs: &[u8; 32] = b[2..34].try_into().expect("a 34-byte block has 32 values");
-        let x: &[f32; 32] = x.try_into().expect("chunks_exact yields 32 values");
-        for j in 0..32 {
-            acc[j] += (qs[j] as i8) as f32 * d * x[j];
-        }
-    }
-    reduce(acc)
-}
-
-/// Checks that `n_bytes` of `dtype` encode exactly `n_values` values.
-fn check_len(op: &str, dtype: DType, n_bytes: usize, n_values: usize) -> Result<()> {
-    let (bs, ts) = (dtype.block_size(), dtype.type_size());
-    if !n_bytes.is_multiple_of(ts) || (n_bytes / ts).checked_mul(bs) != Some(n_values) {
-        return Err(Error::Invalid(format!(
-            "{op} {dtype}: {n_bytes} bytes do not encode {n_values} values \
-             ({ts} bytes per {bs} values)"
-        )));
-    }
-    Ok(())
-}
+use super::rowdot::check_len;
 
 /// [`dequantize_serial`], compiled for AVX2 when the CPU has it (same results: no
 /// multiply-add is fused).
@@ -231,46 +121,6 @@ fn each_block<const TS: usize, const BS: usize>(
         let y = y.try_into().expect("chunks_exact_mut yields BS values");
         decode(b, y);
     }
-}
-
-/// [`dot`]'s loop: decodes up to [`DOT_GROUP`] values at a time with `decode` into a stack
-/// buffer and accumulates their products with `x`.
-#[inline(always)]
-fn dot_groups(row: &[u8], x: &[f32], dtype: DType, decode: impl Fn(&[u8], &mut [f32])) -> f32 {
-    let group_bytes = DOT_GROUP / dtype.block_size() * dtype.type_size();
-    let mut buf = [0f32; DOT_GROUP];
-    let mut acc = [0f32; DOT_LANES];
-    for (b, x) in row.chunks(group_bytes).zip(x.chunks(DOT_GROUP)) {
-        let w = &mut buf[..x.len()];
-        decode(b, w);
-        let (mut wc, mut xc) = (w.chunks_exact(DOT_LANES), x.chunks_exact(DOT_LANES));
-        for (w, x) in (&mut wc).zip(&mut xc) {
-            for l in 0..DOT_LANES {
-                acc[l] += w[l] * x[l];
-            }
-        }
-        // Only plain-float rows have a tail shorter than DOT_LANES.
-        for (a, (w, x)) in acc
-            .iter_mut()
-            .zip(wc.remainder().iter().zip(xc.remainder()))
-        {
-            *a += w * x;
-        }
-    }
-    reduce(acc)
-}
-
-/// Sums the lanes pairwise.
-#[inline(always)]
-fn reduce(mut acc: [f32; DOT_LANES]) -> f32 {
-    let mut n = DOT_LANES;
-    while n > 1 {
-        n /= 2;
-        for l in 0..n {
-            acc[l] += acc[l + n];
-        }
-    }
-    acc[0]
 }
 
 /// Reads the little-endian f16 at `b[i..i + 2]` as f32 (exact). The portable conversion

@@ -14,9 +14,10 @@ const MIN_TASK_MACS: usize = 32 * 1024;
 
 /// `y = W x`: `w` is `[m, k]` in any dtype, `x` has `k` values; returns `m` values.
 ///
-/// Rows are split into chunks processed in parallel; each row is read once in its stored
-/// format by [`dtype::dot`] (blocks decoded a few at a time into a stack buffer) and
-/// multiplied with the `f32` activations, accumulating in `f32`.
+/// Rows are split into chunks processed in parallel; each chunk's rows are read once in their
+/// stored format by [`dtype::dot_rows`] (fused kernels: block scales factored out, the
+/// activations' block sums computed once per chunk) and multiplied with the `f32`
+/// activations, accumulating in `f32`.
 pub fn matvec(w: &Tensor, x: &[f32]) -> Result<Vec<f32>> {
     let (m, k) = weight_dims("matvec", w)?;
     if x.len() != k {
@@ -43,12 +44,7 @@ pub fn matvec(w: &Tensor, x: &[f32]) -> Result<Vec<f32>> {
         let (dtype, stride) = (w.dtype(), w.row_stride_bytes());
         y.par_chunks_mut(rows_per_task)
             .zip(w.host_bytes()?.par_chunks(rows_per_task * stride))
-            .try_for_each(|(ys, rows)| {
-                for (y, row) in ys.iter_mut().zip(rows.chunks_exact(stride)) {
-                    *y = dtype::dot(dtype, row, x)?;
-                }
-                Ok(())
-            })?;
+            .try_for_each(|(ys, rows)| dtype::dot_rows(dtype, rows, x, ys))?;
     }
     Ok(y)
 }
