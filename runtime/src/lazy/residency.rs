@@ -62,6 +62,9 @@ pub struct Residency {
     counters: LoadCounters,
     slots: Mutex<HashMap<SlotKey, Weak<Slot>>>,
     prefetch_depth: AtomicUsize,
+    /// Bytes of every slot ever made here: when all of it is resident, prefetch has nothing
+    /// to do and returns before taking any lock.
+    slot_bytes: AtomicU64,
     prefetch: OnceLock<Mutex<Sender<Arc<ResidentModule>>>>,
 }
 
@@ -134,6 +137,7 @@ impl Residency {
             counters: LoadCounters::default(),
             slots: Mutex::new(HashMap::new()),
             prefetch_depth: AtomicUsize::new(0),
+            slot_bytes: AtomicU64::new(0),
             prefetch: OnceLock::new(),
         })
     }
@@ -255,6 +259,7 @@ impl Residency {
             residency: Arc::clone(self),
         });
         slots.insert(key, Arc::downgrade(&slot));
+        self.slot_bytes.fetch_add(bytes, Ordering::Relaxed);
         slot
     }
 
@@ -475,7 +480,8 @@ impl Residency {
     /// Queues the modules after `order` (cyclically) that are not resident to the I/O thread.
     fn prefetch_after(&self, order: usize) {
         let depth = self.prefetch_depth();
-        if depth == 0 {
+        // The steady state of a model that fits: everything is resident, nothing to queue.
+        if depth == 0 || self.resident_bytes() >= self.slot_bytes.load(Ordering::Relaxed) {
             return;
         }
         let next: Vec<Arc<ResidentModule>> = {
