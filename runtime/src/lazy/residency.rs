@@ -347,6 +347,15 @@ impl Residency {
         }
     }
 
+    /// Whether `bytes` more fit in the budget now, without evicting anything.
+    fn has_room(&self, bytes: u64) -> bool {
+        let st = self.lock();
+        self.resident_bytes()
+            .saturating_add(st.reserved)
+            .saturating_add(bytes)
+            <= self.budget.load(Ordering::Relaxed)
+    }
+
     /// A reservation's load landed: its bytes are resident now.
     fn land(&self, bytes: u64) {
         let mut st = self.lock();
@@ -883,14 +892,15 @@ impl ResidentModule {
         Ok(pin)
     }
 
-    /// Loads its own weights that are not resident: in parallel when there is no budget (no
-    /// eviction to order), one by one otherwise.
+    /// Loads its own weights that are not resident: in parallel when they fit in the free
+    /// budget (no eviction to order), one by one otherwise.
     fn load_missing(&self) -> Result<()> {
         let missing: Vec<&Arc<Slot>> = self.slots.iter().filter(|s| !s.is_resident()).collect();
         if missing.is_empty() {
             return Ok(());
         }
-        if missing.len() > 1 && self.residency.budget().is_none() {
+        let need: u64 = missing.iter().map(|s| s.bytes).sum();
+        if missing.len() > 1 && self.residency.has_room(need) {
             use rayon::prelude::*;
             missing
                 .par_iter()
