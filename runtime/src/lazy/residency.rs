@@ -47,7 +47,7 @@ const UNLIMITED: u64 = u64::MAX;
 /// budget instead (a safety net; waits normally end when another forward call finishes).
 const MAX_WAIT: Duration = Duration::from_secs(2);
 
-/// What is materialized on one device, within a budget. See the [module docs](self).
+/// What is materialized on one device, within a budget. See the module docs of `lazyforge::lazy` and docs/residency.md.
 pub struct Residency {
     id: u64,
     device: Device,

@@ -3,13 +3,13 @@
 //!
 //! Each function checks its operands (shapes, dtypes, and that they all live on one device:
 //! a mix is an [`Error::DeviceMismatch`] naming the op) and runs on the
-//! [`Backend`](crate::device::Backend) of their device; the result is on that device too.
+//! [`Backend`] of their device; the result is on that device too.
 //! The CPU backend runs the kernels of [`cpu`] (host slices), so CPU results are exactly
 //! those kernels' results. Read values back with [`Tensor::to_f32_vec`] or
 //! [`Tensor::to_host`].
 //!
 //! Activations are `f32`, `[n_tokens, features]`; weights are `[out_features, in_features]`
-//! in any [`DType`](crate::DType), read in their stored format. Per-sequence state — the
+//! in any [`DType`], read in their stored format. Per-sequence state — the
 //! [`KvCache`] of each layer and the [`RopeTable`] — is made for a device and grows with the
 //! positions used.
 //!
