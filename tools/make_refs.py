@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the reference fixtures that lazyforge's tokenizers and models are checked against.
 
-The reference is HF `transformers` in float32 (DESIGN.md, "Correctness"): its GGUF loader
+The reference is HF `transformers` in float32: its GGUF loader
 dequantizes the file exactly, and it is an implementation independent of ours.
 
 What it writes (everything small; the script is deterministic, so re-running it rewrites
@@ -42,7 +42,7 @@ the same files, up to float rounding of a different torch build):
                                     model.safetensors.index.json), with refs.json and
                                     logits.npy as above.
 
-The trap (DESIGN.md): transformers' GGUF tokenizer conversion ignores `tokenizer.ggml.pre`.
+The trap: transformers' GGUF tokenizer conversion ignores `tokenizer.ggml.pre`.
 SmolLM2's pre-tokenizer is `smollm`: every digit is split off on its own *before* the
 GPT-2 byte-level regex, exactly what the model's original tokenizer.json does with
 `Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=False,
@@ -53,7 +53,7 @@ pre-tokenizer replaced by the original one. As a cross-check, for every string w
 digits both tokenizers must agree (they differ only in how digits are split), and the
 script fails if they do not.
 
-The sliding window (DESIGN.md): query i attends keys j with i-W < j <= i. The script
+The sliding window: query i attends keys j with i-W < j <= i. The script
 checks that transformers' eager Mistral attention applies it: the logits with
 sliding_window=4 must equal those without a window at positions 0..3 and differ from
 position 4 on (where key 0 drops out).
