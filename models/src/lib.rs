@@ -26,6 +26,7 @@
 //! `TextTokenizer::from_gguf_file("SmolLM2-135M-Instruct.Q4_1.gguf")?` or
 //! `TextTokenizer::from_hf_dir("path/to/model")?`.
 
+pub mod cache;
 pub mod chat;
 pub mod error;
 pub mod fetch;
@@ -37,6 +38,7 @@ pub mod run;
 pub mod sampling;
 pub mod tokenizer;
 
+pub use cache::Cache;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use error::{Error, Result};
 pub use generate::{generate, peak_rss_bytes, GenerateOptions, Generation, GenerationStats};

@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+use crate::cache::Cache;
 use crate::error::{Error, Result};
 use lazyforge::ops::{self, KvCache, RopeTable};
 use lazyforge::serde::{Deserialize, Serialize};
@@ -221,48 +222,8 @@ pub fn hf_alias(name: &str) -> Option<String> {
     Some(format!("blk.{i}.{gguf}"))
 }
 
-/// Per-sequence state kept outside the weights, on the model's device: one KV cache per
-/// layer (bounded to the sliding window when the model has one) and the RoPE table. Both
-/// start empty and grow with the positions the sequence reaches, not with the model's
-/// context length.
-#[derive(Debug)]
-pub struct LlamaCache {
-    layers: Vec<KvCache>,
-    rope: RopeTable,
-}
-
-impl LlamaCache {
-    /// Tokens seen so far (the next token's position).
-    pub fn position(&self) -> usize {
-        self.layers.first().map_or(0, KvCache::next_position)
-    }
-
-    /// The device the caches are on.
-    pub fn device(&self) -> Device {
-        self.rope.device()
-    }
-
-    /// Bytes held by the KV caches and the RoPE table.
-    pub fn memory_bytes(&self) -> usize {
-        self.kv_memory_bytes() + self.rope_memory_bytes()
-    }
-
-    /// Bytes held by the KV caches.
-    pub fn kv_memory_bytes(&self) -> usize {
-        self.layers.iter().map(KvCache::memory_bytes).sum()
-    }
-
-    /// Bytes held by the RoPE table.
-    pub fn rope_memory_bytes(&self) -> usize {
-        self.rope.memory_bytes()
-    }
-
-    /// Readies the RoPE table for `n` more tokens.
-    fn reserve(&mut self, n: usize) {
-        let end = self.position() + n;
-        self.rope.reserve(end);
-    }
-}
+/// Llama's per-sequence state: one KV cache per layer and one RoPE table.
+pub type LlamaCache = Cache;
 
 /// Positions for `n` new tokens after what `cache` holds.
 fn next_positions(cache: &KvCache, n: usize) -> Vec<usize> {
@@ -465,9 +426,10 @@ impl Llama {
 
     /// One token `ids[0]` against the cache: its logits `[1, vocab]`.
     fn decode(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
-        let mut x = self.embed(ids, cache)?;
-        for (block, kv) in self.blocks.iter().zip(&mut cache.layers) {
-            block.forward_decode(&mut x, kv, &cache.rope)?;
+        let mut x = self.embed(ids)?;
+        let (layers, ropes) = cache.prepare(ids.len());
+        for (block, kv) in self.blocks.iter().zip(layers) {
+            block.forward_decode(&mut x, kv, &ropes[0])?;
         }
         self.logits(x)
     }
@@ -514,7 +476,7 @@ impl Llama {
             c.sliding_window,
         )?;
         let rope = RopeTable::on_demand(device, c.rope_dim, c.rope_theta)?;
-        Ok(LlamaCache { layers, rope })
+        Ok(Cache::new(device, layers, vec![rope]))
     }
 
     /// Logits at every position of the prompt `ids`, `[n, vocab]` (for parity checks; a
@@ -530,16 +492,16 @@ impl Llama {
         if ids.is_empty() {
             return Err(Error::Config("prefill needs at least one token".into()));
         }
-        let mut x = self.embed(ids, cache)?;
-        for (block, kv) in self.blocks.iter().zip(&mut cache.layers) {
-            block.forward_prefill(&mut x, kv, &cache.rope)?;
+        let mut x = self.embed(ids)?;
+        let (layers, ropes) = cache.prepare(ids.len());
+        for (block, kv) in self.blocks.iter().zip(layers) {
+            block.forward_prefill(&mut x, kv, &ropes[0])?;
         }
         Ok(x)
     }
 
-    /// The token embeddings of `ids`, `[n, hidden]`, with the RoPE table readied for them.
-    fn embed(&self, ids: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
-        cache.reserve(ids.len());
+    /// The token embeddings of `ids`, `[n, hidden]`.
+    fn embed(&self, ids: &[u32]) -> Result<Tensor> {
         let table = self.token_embd()?;
         Ok(ops::embedding(&table, ids)?)
     }
