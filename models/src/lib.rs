@@ -28,12 +28,15 @@
 
 pub mod cache;
 pub mod chat;
+pub mod cli;
 pub mod error;
 pub mod fetch;
+pub mod gemma3;
 pub mod generate;
 pub mod inspect;
 pub mod llama;
 pub mod npy;
+pub mod registry;
 pub mod run;
 pub mod sampling;
 pub mod tokenizer;
@@ -41,7 +44,11 @@ pub mod tokenizer;
 pub use cache::Cache;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use error::{Error, Result};
-pub use generate::{generate, peak_rss_bytes, GenerateOptions, Generation, GenerationStats};
+pub use gemma3::{Gemma3, Gemma3Config};
+pub use generate::{
+    generate, generate_ids, peak_rss_bytes, GenerateOptions, Generation, GenerationStats,
+};
 pub use llama::{Llama, LlamaCache, LlamaConfig, Mistral};
+pub use registry::{CausalLm, Registry};
 pub use sampling::{Sampler, SamplingConfig, StopCondition, StopReason, StopStep};
 pub use tokenizer::{TextStream, TextTokenizer};

@@ -1,10 +1,12 @@
 //! Running a model from the command line: the options and the loop behind
 //! `cargo run --release --example llama` and `lazyforge run` / `lazyforge chat`.
 
+use crate::cache::Cache;
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::{Error, Result};
+use crate::generate::generate_ids;
 use crate::generate::{generate, GenerateOptions, Generation};
-use crate::llama::{Llama, LlamaCache};
+use crate::registry::{CausalLm, Registry};
 use crate::sampling::SamplingConfig;
 use crate::tokenizer::TextTokenizer;
 use lazyforge::{Device, LazyModule};
@@ -30,8 +32,10 @@ pub enum LoadMode {
 /// Options of a run (shared by the `llama` example and the `lazyforge` CLI).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// A GGUF file or an HF model directory (config.json, tokenizer.json, safetensors).
-    /// Default: SmolLM2-135M-Instruct Q4_1, fetched into the cache on first use.
+    /// A GGUF file, an HF model directory (config.json, tokenizer.json, safetensors), or a
+    /// known model's name, fetched into the cache on first use: smollm2-135m (the default,
+    /// SmolLM2-135M-Instruct Q4_1) or gemma3-270m (Gemma 3 270M Q4_K_M). The architecture
+    /// comes from the file (`general.architecture` or config.json's `model_type`).
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
     /// The prompt, used as given (no chat template).
@@ -91,13 +95,14 @@ pub struct RunArgs {
 
 /// A model opened for generation, with its tokenizer and timings of opening.
 struct Session {
-    model: Llama,
+    model: Box<dyn CausalLm>,
+    path: PathBuf,
     tokenizer: Option<TextTokenizer>,
     open_ms: f64,
     materialize_ms: Option<f64>,
 }
 
-fn open(args: &RunArgs) -> Result<Session> {
+fn open(registry: &Registry, args: &RunArgs) -> Result<Session> {
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
@@ -105,19 +110,17 @@ fn open(args: &RunArgs) -> Result<Session> {
             .map_err(|e| Error::Config(format!("--threads {n}: {e}")))?;
     }
     let device: Device = args.device.parse()?;
-    let path = match &args.model {
-        Some(p) => p.clone(),
-        None => crate::fetch::default_model()?,
-    };
+    let path = crate::fetch::resolve_model(args.model.as_deref())?;
     if args.cold {
         drop_page_cache(&path)?;
     }
     let start = Instant::now();
-    let model = Llama::open(&path, device)?;
+    let model = registry.open(&path, device)?;
     let open_ms = start.elapsed().as_secs_f64() * 1e3;
-    let residency = model.residency();
+    let module = model.module();
+    let residency = module.residency();
     if let Some(budget) = args.budget {
-        residency.set_budget(Some(budget.bytes_for(model.total_bytes())));
+        residency.set_budget(Some(budget.bytes_for(module.total_bytes())));
     }
     let tokenizer = open_tokenizer(&path, args.prompt_ids.is_some())?;
     let materialize_ms = match args.load {
@@ -128,20 +131,21 @@ fn open(args: &RunArgs) -> Result<Session> {
         }
         LoadMode::Eager => {
             let t = Instant::now();
-            let _progress = LoadProgress::start(&model, show_progress(args));
+            let _progress = LoadProgress::start(module, show_progress(args));
             match residency.budget() {
-                Some(b) => model.materialize_within(b).map_err(|e| {
+                Some(b) => module.materialize_within(b).map_err(|e| {
                     Error::Config(format!(
                         "--load eager: {e}; with this budget use --load lazy or prefetch"
                     ))
                 })?,
-                None => model.materialize()?,
+                None => module.materialize()?,
             }
             Some(t.elapsed().as_secs_f64() * 1e3)
         }
     };
     Ok(Session {
         model,
+        path,
         tokenizer,
         open_ms,
         materialize_ms,
@@ -186,7 +190,7 @@ struct LoadProgress {
 }
 
 impl LoadProgress {
-    fn start(model: &Llama, enabled: bool) -> LoadProgress {
+    fn start(model: &dyn LazyModule, enabled: bool) -> LoadProgress {
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let total = model.total_bytes();
         let residency = std::sync::Arc::clone(model.residency());
@@ -260,15 +264,22 @@ fn options(args: &RunArgs) -> Result<GenerateOptions> {
 }
 
 /// Runs one prompt (`--prompt`, `--prompt-ids`, or a default chat question) and prints the
-/// continuation as it is produced, or one JSON object with `--json`.
+/// continuation as it is produced, or one JSON object with `--json`. Architectures come
+/// from [`Registry::builtin`].
 pub fn run(args: &RunArgs) -> Result<()> {
-    let session = open(args)?;
+    run_with(&Registry::builtin(), args)
+}
+
+/// [`run`] with the architectures of `registry` (e.g. the built-in ones plus a downstream
+/// crate's own).
+pub fn run_with(registry: &Registry, args: &RunArgs) -> Result<()> {
+    let session = open(registry, args)?;
     let tokenizer = session.tokenizer.as_ref();
     let prompt_ids = match (&args.prompt_ids, &args.prompt, tokenizer) {
         (Some(ids), _, _) => ids.clone(),
         (None, Some(text), Some(t)) => t.encode(text, true)?,
         (None, None, Some(t)) => {
-            let rendered = render_chat(t, &[ChatMessage::user(DEFAULT_QUESTION)])?;
+            let rendered = render_chat(&session, t, &[ChatMessage::user(DEFAULT_QUESTION)])?;
             if !args.json {
                 eprintln!("(no --prompt given: asking \"{DEFAULT_QUESTION}\")");
             }
@@ -296,7 +307,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
 /// An interactive chat on stdin/stdout with the model's chat template; the conversation is
 /// kept in the KV cache between turns. An empty line or end of input ends it.
 pub fn chat(args: &RunArgs) -> Result<()> {
-    let session = open(args)?;
+    chat_with(&Registry::builtin(), args)
+}
+
+/// [`chat`] with the architectures of `registry`.
+pub fn chat_with(registry: &Registry, args: &RunArgs) -> Result<()> {
+    let session = open(registry, args)?;
     let tokenizer = session
         .tokenizer
         .as_ref()
@@ -306,11 +322,9 @@ pub fn chat(args: &RunArgs) -> Result<()> {
     let mut seen_ids: Vec<u32> = Vec::new();
     let stdin = std::io::stdin();
     eprintln!(
-        "chatting with {} (empty line to quit)",
-        args.model.as_deref().map_or_else(
-            || crate::fetch::DEFAULT_MODEL_FILE.to_string(),
-            |p| p.display().to_string()
-        )
+        "chatting with {} ({}; empty line to quit)",
+        session.path.display(),
+        session.model.architecture()
     );
     loop {
         eprint!("> ");
@@ -329,7 +343,7 @@ pub fn chat(args: &RunArgs) -> Result<()> {
             break;
         }
         history.push(ChatMessage::user(line));
-        let rendered = render_chat(tokenizer, &history)?;
+        let rendered = render_chat(&session, tokenizer, &history)?;
         let all_ids = tokenizer.encode(&rendered, false)?;
         // The cache already holds the earlier turns when they tokenize the same way;
         // otherwise start the sequence over.
@@ -358,9 +372,28 @@ pub fn chat(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn render_chat(tokenizer: &TextTokenizer, messages: &[ChatMessage]) -> Result<String> {
-    match ChatTemplate::from_tokenizer(tokenizer) {
-        Some(template) => template?.render(messages, true),
+/// Renders `messages` with the file's chat template; with the architecture's standard one
+/// when the file has none (saying so once); else as plain lines.
+fn render_chat(
+    session: &Session,
+    tokenizer: &TextTokenizer,
+    messages: &[ChatMessage],
+) -> Result<String> {
+    if let Some(template) = ChatTemplate::from_tokenizer(tokenizer) {
+        return template?.render(messages, true);
+    }
+    match session.model.fallback_chat_template() {
+        Some(source) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "(the file carries no chat template: using {}'s standard turn format)",
+                    session.model.architecture()
+                )
+            });
+            ChatTemplate::new(source, &tokenizer.bos_text(), &tokenizer.eos_text())?
+                .render(messages, true)
+        }
         None => Ok(messages
             .iter()
             .map(|m| m.content.clone())
@@ -373,15 +406,15 @@ fn generate_with(
     session: &Session,
     args: &RunArgs,
     prompt_ids: &[u32],
-    cache: &mut LlamaCache,
+    cache: &mut Cache,
 ) -> Result<Generation> {
     let model = &session.model;
     let mut first = true;
     let mut forward = |ids: &[u32]| -> Result<Vec<f32>> {
         let logits = if first {
             first = false;
-            let progress = LoadProgress::start(model, show_progress(args));
-            let logits = model.forward_prefill(ids, cache)?;
+            let progress = LoadProgress::start(model.module(), show_progress(args));
+            let logits = model.prefill(ids, cache)?;
             drop(progress);
             if let Some(path) = &args.dump_logits {
                 let values = logits.as_f32()?;
@@ -389,7 +422,7 @@ fn generate_with(
             }
             logits
         } else {
-            model.forward_decode(ids, cache)?
+            model.decode(ids, cache)?
         };
         Ok(logits.into_f32_vec()?)
     };
@@ -402,18 +435,17 @@ fn generate_with(
                 std::io::stdout().flush().ok();
             }
         }),
-        None => Err(Error::Config(
-            "generating text needs the model's tokenizer".into(),
-        )),
+        None => generate_ids(prompt_ids, &options, &mut forward),
     }
 }
 
 fn print_json(session: &Session, args: &RunArgs, g: &Generation) -> Result<()> {
-    let r = session.model.residency().stats();
+    let r = session.model.module().residency().stats();
     let doc = serde_json::json!({
         "prompt_ids": g.prompt_ids,
         "generated_ids": g.generated_ids,
-        "text": g.text,
+        "text": session.tokenizer.as_ref().map(|_| &g.text),
+        "architecture": session.model.architecture(),
         "stop": format!("{:?}", g.stop),
         "stats": {
             "open_ms": session.open_ms,
@@ -427,7 +459,7 @@ fn print_json(session: &Session, args: &RunArgs, g: &Generation) -> Result<()> {
             "bytes_materialized": r.loads.bytes_read,
             "peak_rss_bytes": g.stats.peak_rss_bytes,
             "load": format!("{:?}", args.load).to_lowercase(),
-            "model_bytes": session.model.total_bytes(),
+            "model_bytes": session.model.module().total_bytes(),
             "budget_bytes": r.budget,
             "resident_bytes": r.resident_bytes,
             "peak_resident_bytes": r.peak_resident_bytes,
@@ -448,7 +480,7 @@ fn print_json(session: &Session, args: &RunArgs, g: &Generation) -> Result<()> {
 }
 
 fn stats_line(session: &Session, g: &Generation) -> String {
-    let r = session.model.residency().stats();
+    let r = session.model.module().residency().stats();
     let loaded = r.loads.bytes_read;
     let budget = match r.budget {
         Some(b) => format!(

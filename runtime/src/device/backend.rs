@@ -85,6 +85,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// SwiGLU in place: `gate = silu(gate) · up`, element-wise.
     fn swiglu_in_place(&self, gate: &mut Tensor, up: &Tensor) -> Result<()>;
 
+    /// GeGLU in place: `gate = gelu_tanh(gate) · up`, element-wise.
+    fn geglu_in_place(&self, gate: &mut Tensor, up: &Tensor) -> Result<()>;
+
+    /// Multiplies every value of `x` by `s`, in place.
+    fn scale_in_place(&self, x: &mut Tensor, s: f32) -> Result<()>;
+
     /// The residual add in place: `x += y`, element-wise.
     fn add_in_place(&self, x: &mut Tensor, y: &Tensor) -> Result<()>;
 

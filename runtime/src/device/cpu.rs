@@ -109,6 +109,15 @@ impl Backend for Cpu {
         cpu::swiglu_in_place(owned_f32(gate)?, up.as_f32()?)
     }
 
+    fn geglu_in_place(&self, gate: &mut Tensor, up: &Tensor) -> Result<()> {
+        cpu::geglu_in_place(owned_f32(gate)?, up.as_f32()?)
+    }
+
+    fn scale_in_place(&self, x: &mut Tensor, s: f32) -> Result<()> {
+        cpu::scale_in_place(owned_f32(x)?, s);
+        Ok(())
+    }
+
     fn add_in_place(&self, x: &mut Tensor, y: &Tensor) -> Result<()> {
         cpu::add_in_place(owned_f32(x)?, y.as_f32()?)
     }

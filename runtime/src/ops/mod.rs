@@ -173,6 +173,21 @@ pub fn swiglu_in_place(gate: &mut Tensor, up: &Tensor) -> Result<()> {
     b.swiglu_in_place(gate, up)
 }
 
+/// The GeGLU gate in place (Gemma): `gate = gelu_tanh(gate) · up`, both `f32` of one
+/// shape.
+pub fn geglu_in_place(gate: &mut Tensor, up: &Tensor) -> Result<()> {
+    let b = elementwise("ops::geglu_in_place", gate, up)?;
+    b.geglu_in_place(gate, up)
+}
+
+/// Multiplies every value of the `f32` tensor `x` by `s`, in place (e.g. Gemma's embedding
+/// scale `sqrt(hidden)`).
+pub fn scale_in_place(x: &mut Tensor, s: f32) -> Result<()> {
+    let b = on_one_device("ops::scale_in_place", &[("x", x)])?;
+    activations("ops::scale_in_place", "x", x)?;
+    b.scale_in_place(x, s)
+}
+
 /// The residual add in place: `x += y`, both `f32` of one shape.
 pub fn add_in_place(x: &mut Tensor, y: &Tensor) -> Result<()> {
     let b = elementwise("ops::add_in_place", x, y)?;

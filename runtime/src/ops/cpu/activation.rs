@@ -31,6 +31,22 @@ pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) -> Result<()> {
     Ok(())
 }
 
+/// GeGLU in place (Gemma's gate): `gate[i] = gelu_tanh(gate[i]) · up[i]`.
+pub fn geglu_in_place(gate: &mut [f32], up: &[f32]) -> Result<()> {
+    same_len("geglu_in_place: gate and up", gate.len(), up.len())?;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = gelu_tanh(*g) * u;
+    }
+    Ok(())
+}
+
+/// Multiplies every value by `s`.
+pub fn scale_in_place(x: &mut [f32], s: f32) {
+    for v in x {
+        *v *= s;
+    }
+}
+
 /// GELU, tanh approximation (PyTorch `approximate="tanh"`, GPT-2's `gelu_new`):
 /// `0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))`.
 #[inline]

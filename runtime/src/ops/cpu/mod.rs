@@ -43,8 +43,9 @@ pub(crate) mod reference;
 pub(crate) mod tests;
 
 pub use activation::{
-    add_in_place, add_rows_in_place, gelu_erf, gelu_erf_in_place, gelu_tanh, gelu_tanh_in_place,
-    silu, silu_in_place, softmax_in_place, swiglu, swiglu_in_place,
+    add_in_place, add_rows_in_place, geglu_in_place, gelu_erf, gelu_erf_in_place, gelu_tanh,
+    gelu_tanh_in_place, scale_in_place, silu, silu_in_place, softmax_in_place, swiglu,
+    swiglu_in_place,
 };
 pub use attention::attention;
 pub use embedding::embedding;
