@@ -52,7 +52,7 @@ cfg = model.config
 # The long prompt: a deterministic text of >512 tokens, so position 0 leaves the window.
 LONG = " ".join(
     f"Item {i}: the {['red', 'green', 'blue', 'amber'][i % 4]} lamp number {i * 7 % 101} "
-    f"stands beside door {i % 13}." for i in range(60))
+    f"stands beside door {i % 13}." for i in range(32))
 CHAT = "<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\n"
 
 STRINGS = [

@@ -204,3 +204,62 @@ fn a_bad_budget_is_a_one_line_error() {
         "{err}"
     );
 }
+
+#[test]
+fn prompt_ids_run_a_checkpoint_without_a_tokenizer() {
+    // The tiny Mistral fixture has config.json and safetensors, no tokenizer.
+    let dir = common::fixtures_dir().join("tiny-mistral");
+    let refs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("refs.json")).unwrap()).unwrap();
+    let prompt = common::ids(&refs["input_ids"]);
+    let want = common::ids(&refs["greedy_generated_ids"]);
+    let prompt_arg = prompt
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = lazyforge(&[
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        &prompt_arg,
+        "--max-tokens",
+        &want.len().to_string(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["text"], serde_json::Value::Null);
+    assert_eq!(doc["architecture"], "llama");
+    assert_eq!(common::ids(&doc["generated_ids"]), want);
+
+    // Stop strings need a tokenizer: a clear error, not silence.
+    let out = lazyforge(&[
+        "run", "--model", dir.to_str().unwrap(), "--prompt-ids", "1,2", "--stop", "x",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop strings need the model's tokenizer"));
+}
+
+#[test]
+fn an_unknown_architecture_or_model_name_lists_the_known_ones() {
+    let dir = std::env::temp_dir().join(format!("lazyforge-arch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"model_type": "mamba"}"#).unwrap();
+    let out = lazyforge(&["run", "--model", dir.to_str().unwrap(), "--prompt-ids", "1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown architecture 'mamba'"), "{err}");
+    for known in ["gemma3", "llama", "mistral", "phi3", "qwen2", "qwen3"] {
+        assert!(err.contains(known), "{known} missing from: {err}");
+    }
+    let out = lazyforge(&["run", "--model", "no-such-model-7b", "--prompt-ids", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a known model (smollm2-135m, gemma3-270m)"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

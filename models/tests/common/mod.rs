@@ -51,3 +51,32 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .map(|x| x.as_u64().expect("an id") as u32)
         .collect()
 }
+
+/// File name of the Gemma 3 270M test model (Q4_K_M GGUF).
+pub const GEMMA3_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+
+/// Path of the Gemma 3 test model in lazyforge's cache; panics, saying how to get it, when
+/// it is not there.
+pub fn gemma3_path() -> PathBuf {
+    let path = lazyforge::source::cache_dir().join(GEMMA3_FILE);
+    if !path.is_file() {
+        panic!(
+            "test model not found at {}.\nGet it with `bash tools/fetch_test_model.sh` (or \
+             `cargo run --release --example llama -- --model gemma3-270m`).",
+            path.display()
+        );
+    }
+    path
+}
+
+/// `fixtures/gemma3/refs.json`, written by `tools/make_gemma3_refs.py`.
+pub fn gemma3_refs() -> serde_json::Value {
+    let path = fixtures_dir().join("gemma3").join("refs.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; regenerate it with `tools/make_gemma3_refs.py`",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).expect("refs.json is valid JSON")
+}

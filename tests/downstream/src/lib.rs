@@ -19,6 +19,8 @@
 //! # Ok::<(), lazyforge::Error>(())
 //! ```
 
+pub mod cli;
+
 use lazyforge::ops::{self, KvCache};
 use lazyforge::serde::{Deserialize, Serialize};
 use lazyforge::{lazy_module, strategy, Error, Result, Tensor, Weight};

@@ -495,3 +495,79 @@ fn one_model_serves_many_threads_and_loads_each_weight_once() {
     assert_eq!(ckpt.stats().loads as usize, model.unique_weights().len());
     assert_eq!(model.metrics().get(ExecutionMode::PREFILL).calls, 4);
 }
+
+/// A GPT-2 GGUF that also carries its config under `gpt2.*`, as the registry's opener
+/// reads it.
+fn write_with_config(dir: &Path, cfg: &GptConfig, tensors: &Tensors) -> PathBuf {
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", "gpt2".to_string())
+        .unwrap();
+    for (key, value) in [
+        ("gpt2.embedding_length", cfg.hidden),
+        ("gpt2.attention.head_count", cfg.n_heads),
+        ("gpt2.feed_forward_length", cfg.intermediate),
+        ("gpt2.block_count", cfg.n_layers),
+        ("gpt2.context_length", cfg.context),
+    ] {
+        w.add_metadata(key, value as u32).unwrap();
+    }
+    w.add_metadata("gpt2.attention.layer_norm_epsilon", cfg.eps)
+        .unwrap();
+    for (name, (shape, v)) in tensors {
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        w.add_tensor(name.clone(), DType::F32, shape, &bytes)
+            .unwrap();
+    }
+    let path = dir.join("gpt2-config.gguf");
+    w.write_to_path(&path).unwrap();
+    path
+}
+
+#[test]
+fn registered_gpt2_runs_through_the_lazyforge_command_line() {
+    let cfg = config();
+    let dir = temp_dir("cli");
+    let tensors = gpt2_tensors(&cfg, false);
+    let path = write_with_config(&dir, &cfg, &tensors);
+
+    // The greedy continuation, straight from the model.
+    let model = Gpt2::open(&path, Device::Cpu).unwrap();
+    let mut caches = KvCache::for_layers(cfg.n_layers, cfg.n_heads, cfg.head_dim(), None).unwrap();
+    let prompt = [3u32, 17, 5];
+    let mut logits = model.forward_prefill(&prompt, &mut caches).unwrap();
+    let mut want = Vec::new();
+    for _ in 0..4 {
+        let row = logits.to_f32_vec().unwrap();
+        let next = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as u32;
+        want.push(next);
+        logits = model.forward_decode(&[next], &mut caches).unwrap();
+    }
+
+    // The same through `lazyforge-gpt2 run` (the lazyforge CLI with GPT-2 registered): ids
+    // in, ids out, no tokenizer in the file.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lazyforge-gpt2"))
+        .args(["run", "--model"])
+        .arg(&path)
+        .args(["--prompt-ids", "3,17,5", "--max-tokens", "4", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["architecture"], "gpt2");
+    assert_eq!(doc["text"], serde_json::Value::Null);
+    let got: Vec<u32> = doc["generated_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(got, want);
+
+    // The built-in tool alone does not know GPT-2, and says which architectures it knows.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lazyforge-gpt2"))
+        .args(["architectures"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("gpt2") && listed.contains("gemma3") && listed.contains("llama"), "{listed}");
+}
