@@ -1,7 +1,10 @@
 /* Greedy decode speed of llama.cpp on a GGUF file, same protocol as `lazyforge-peer-bench
- * --decode`: prefill the 5 ids of "The capital of France is", then decode N tokens one at a
- * time, taking the argmax of the logits each step; 2 threads. Prints first-token time,
- * decode tokens/s and the generated ids.
+ * --decode`: prefill the 5 ids of "The capital of France is" (SmolLM2's; another model's
+ * ids as a third argument, comma-separated), then decode N tokens one at a time, taking the
+ * argmax of the logits each step; 2 threads. Prints first-token time, decode tokens/s and
+ * the generated ids.
+ *
+ *   llamacpp_decode MODEL.gguf [N] [ID,ID,...]
  *
  * Build against libllama from llama.cpp's source (see BENCHMARKS.md):
  *   cc -O2 -I$LLAMA/include -I$LLAMA/ggml/include llamacpp_decode.c \
@@ -37,9 +40,17 @@ int main(int argc, char **argv) {
     struct llama_context *ctx = llama_init_from_model(model, cp);
     double t_open = now_s() - t0;
     int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
-    llama_token prompt[5] = {504, 3575, 282, 4649, 314};
+    llama_token prompt[512] = {504, 3575, 282, 4649, 314};
+    int n_prompt = 5;
+    if (argc > 3) {
+        n_prompt = 0;
+        for (char *p = argv[3]; *p && n_prompt < 512;) {
+            prompt[n_prompt++] = (llama_token)strtol(p, &p, 10);
+            if (*p == ',') p++;
+        }
+    }
     t0 = now_s();
-    if (llama_decode(ctx, llama_batch_get_one(prompt, 5))) { fprintf(stderr, "prefill failed\n"); return 1; }
+    if (llama_decode(ctx, llama_batch_get_one(prompt, n_prompt))) { fprintf(stderr, "prefill failed\n"); return 1; }
     llama_token next = argmax(llama_get_logits_ith(ctx, -1), n_vocab);
     double t_first = now_s() - t0;
     printf("ids: %d", next);
