@@ -25,7 +25,7 @@
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::llama::{self, LlamaConfig};
-use crate::qwen2::{flag, open_hf, refuse_unsupported};
+use crate::qwen2::{bad, flag, open_hf, refuse_unsupported, Linear};
 use lazyforge::ops::{self, KvCache, RopeTable};
 use lazyforge::serde::{Deserialize, Serialize};
 use lazyforge::{lazy_module, strategy, Bind, Device, ExecutionMode, LazyModule, Scope};
@@ -55,15 +55,11 @@ impl Phi3Config {
             .or_else(|| v.get("partial_rotary_factor"))
             .filter(|x| !x.is_null());
         if let Some(f) = factor {
-            let f = f.as_f64().filter(|f| *f > 0.0 && *f <= 1.0);
             // transformers truncates: int(head_dim * factor).
-            base.rope_dim = f.map_or(0, |f| (base.head_dim as f64 * f) as usize);
-            if base.rope_dim == 0 || base.rope_dim % 2 == 1 {
-                let at = path.display();
-                let why = "a factor in (0, 1] giving an even number of rotated dimensions";
-                return Err(Error::Config(format!(
-                    "{at}: 'partial_rotary_factor' is not {why}"
-                )));
+            base.rope_dim = (base.head_dim as f64 * f.as_f64().unwrap_or(0.0)) as usize;
+            if base.rope_dim == 0 || base.rope_dim % 2 == 1 || base.rope_dim > base.head_dim {
+                let want = "a factor in (0, 1] that rotates an even number of dimensions";
+                return Err(bad(path, "partial_rotary_factor", want));
             }
         }
         if v.get("rms_norm_eps").is_none_or(Value::is_null) {
@@ -103,54 +99,30 @@ pub struct Attention {
 
 #[strategy(prefill, decode)]
 impl Attention {
-    /// The prompt: matrix-matrix projections.
+    /// The prompt: matrix-matrix products.
     fn prefill(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        let (wqkv, wo) = (self.qkv()?, self.o()?);
-        let mixed = self.attend(&ops::matmul(x, &wqkv)?, cache, rope)?;
-        Ok(ops::matmul(&mixed, &wo)?)
+        self.run(x, cache, rope, |w, x| ops::matmul(x, w))
     }
 
-    /// One token: matrix-vector projections against the cache.
+    /// One token: matrix-vector products against the cache.
     fn decode(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        let (wqkv, wo) = (self.qkv()?, self.o()?);
-        let mixed = self.attend(&ops::matvec(&wqkv, x)?, cache, rope)?;
-        Ok(ops::matvec(&wo, &mixed)?)
+        self.run(x, cache, rope, ops::matvec)
     }
 
-    /// Splits `[n, (heads + 2 kv_heads) * head_dim]` into q, k and v, rotates q and k,
-    /// appends k and v to the cache, attends.
-    fn attend(&self, qkv: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        let c = &self.cfg;
+    /// Projects, splits `[n, (heads + 2 kv_heads) * head_dim]` into q, k and v, rotates q
+    /// and k, appends k and v to the cache, attends.
+    fn run(&self, x: &Tensor, kv: &mut KvCache, rope: &RopeTable, mm: Linear) -> Result<Tensor> {
+        let (wqkv, wo) = (self.qkv()?, self.o()?);
+        let (c, start, qkv) = (&self.cfg, kv.next_position(), mm(&wqkv, x)?);
         let (dq, dkv) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
-        let mut q = qkv.narrow(1, 0, dq)?;
-        let mut k = qkv.narrow(1, dq, dkv)?;
-        let v = qkv.narrow(1, dq + dkv, dkv)?;
-        let start = cache.next_position();
-        let positions: Vec<usize> = (start..start + q.shape()[0]).collect();
-        ops::rope(
-            &mut q,
-            c.rope_style,
-            c.n_heads,
-            c.head_dim,
-            &positions,
-            rope,
-        )?;
-        ops::rope(
-            &mut k,
-            c.rope_style,
-            c.n_kv_heads,
-            c.head_dim,
-            &positions,
-            rope,
-        )?;
-        cache.append(&k, &v, &positions)?;
-        Ok(ops::attention(
-            &q,
-            &positions,
-            c.n_heads,
-            cache,
-            c.sliding_window,
-        )?)
+        let (mut q, mut k) = (qkv.narrow(1, 0, dq)?, qkv.narrow(1, dq, dkv)?);
+        let pos: Vec<usize> = (start..start + q.shape()[0]).collect();
+        let (style, hd) = (c.rope_style, c.head_dim);
+        ops::rope(&mut q, style, c.n_heads, hd, &pos, rope)?;
+        ops::rope(&mut k, style, c.n_kv_heads, hd, &pos, rope)?;
+        kv.append(&k, &qkv.narrow(1, dq + dkv, dkv)?, &pos)?;
+        let mixed = ops::attention(&q, &pos, c.n_heads, kv, c.sliding_window)?;
+        Ok(mm(&wo, &mixed)?)
     }
 }
 
@@ -170,28 +142,21 @@ pub struct FeedForward {
 impl FeedForward {
     /// Many tokens: matrix-matrix products.
     fn prefill(&self, x: &Tensor) -> Result<Tensor> {
-        let (gate_up, down) = (self.gate_up()?, self.down()?);
-        Ok(ops::matmul(
-            &self.swiglu(&ops::matmul(x, &gate_up)?)?,
-            &down,
-        )?)
+        self.run(x, |w, x| ops::matmul(x, w))
     }
 
     /// One token: matrix-vector products.
     fn decode(&self, x: &Tensor) -> Result<Tensor> {
-        let (gate_up, down) = (self.gate_up()?, self.down()?);
-        Ok(ops::matvec(
-            &down,
-            &self.swiglu(&ops::matvec(&gate_up, x)?)?,
-        )?)
+        self.run(x, ops::matvec)
     }
 
-    /// `silu(gate) * up` of the fused `[n, 2 * intermediate]` (gate columns first).
-    fn swiglu(&self, gate_up: &Tensor) -> Result<Tensor> {
-        let i = self.cfg.intermediate;
-        let mut gate = gate_up.narrow(1, 0, i)?;
-        ops::swiglu_in_place(&mut gate, &gate_up.narrow(1, i, i)?)?;
-        Ok(gate)
+    /// `down(silu(gate) * up)` from the fused `[n, 2 * intermediate]` (gate columns first).
+    fn run(&self, x: &Tensor, mm: Linear) -> Result<Tensor> {
+        let (gate_up, down, i) = (self.gate_up()?, self.down()?, self.cfg.intermediate);
+        let h = mm(&gate_up, x)?;
+        let mut gate = h.narrow(1, 0, i)?;
+        ops::swiglu_in_place(&mut gate, &h.narrow(1, i, i)?)?;
+        Ok(mm(&down, &gate)?)
     }
 }
 
@@ -213,21 +178,19 @@ pub struct Block {
 #[strategy(prefill, decode)]
 impl Block {
     fn prefill(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let a = (self.attn).forward_prefill(&self.norm(x, &self.attn_norm)?, cache, rope)?;
-        ops::add_in_place(x, &a)?;
-        let f = self.ffn.forward_prefill(&self.norm(x, &self.ffn_norm)?)?;
-        Ok(ops::add_in_place(x, &f)?)
+        let h = self.norm(x, &self.attn_norm)?;
+        ops::add_in_place(x, &self.attn.forward_prefill(&h, cache, rope)?)?;
+        let h = self.norm(x, &self.ffn_norm)?;
+        Ok(ops::add_in_place(x, &self.ffn.forward_prefill(&h)?)?)
     }
 
     fn decode(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let a = (self.attn).forward_decode(&self.norm(x, &self.attn_norm)?, cache, rope)?;
-        ops::add_in_place(x, &a)?;
-        let f = self.ffn.forward_decode(&self.norm(x, &self.ffn_norm)?)?;
-        Ok(ops::add_in_place(x, &f)?)
+        let h = self.norm(x, &self.attn_norm)?;
+        ops::add_in_place(x, &self.attn.forward_decode(&h, cache, rope)?)?;
+        let h = self.norm(x, &self.ffn_norm)?;
+        Ok(ops::add_in_place(x, &self.ffn.forward_decode(&h)?)?)
     }
-}
 
-impl Block {
     /// `rms_norm(x)` with the norm weight `w`.
     fn norm(&self, x: &Tensor, w: &Weight) -> Result<Tensor> {
         Ok(ops::rms_norm(x, &*w.get()?, self.cfg.rms_eps)?)
@@ -304,9 +267,7 @@ impl Phi3 {
     /// Embeds `ids` and runs every block in `mode`: the hidden states `[n, hidden]`.
     fn hidden(&self, mode: ExecutionMode, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
         if ids.is_empty() {
-            return Err(Error::Config(
-                "a forward pass needs at least one token".into(),
-            ));
+            return Err(Error::Config("no tokens to run".into()));
         }
         let mut x = ops::embedding(&*self.token_embd()?, ids)?;
         let (layers, ropes) = cache.prepare(ids.len());

@@ -29,10 +29,8 @@ use crate::error::{Error, Result};
 use crate::llama::{self, FeedForward, LlamaConfig};
 use lazyforge::ops::{self, KvCache, RopeTable};
 use lazyforge::serde::{Deserialize, Serialize};
-use lazyforge::ExecutionMode;
-use lazyforge::{
-    lazy_module, strategy, Bind, Checkpoint, Device, LazyModule, Scope, Tensor, Weight,
-};
+use lazyforge::{lazy_module, strategy, Bind, Checkpoint, Device, ExecutionMode, LazyModule};
+use lazyforge::{Scope, Tensor, Weight};
 use serde_json::Value;
 use std::path::Path;
 
@@ -51,16 +49,14 @@ pub struct Qwen2Config {
 impl Qwen2Config {
     /// Reads an HF `config.json`: refuses RoPE scaling and activations other than SiLU.
     pub fn from_hf_config(path: &Path) -> Result<Qwen2Config> {
-        let base = LlamaConfig::from_hf_config(path)?;
+        let mut base = LlamaConfig::from_hf_config(path)?;
+        base.sliding_window = None;
         let v = llama::read_json(path)?;
         refuse_unsupported(path, &v)?;
         Ok(Qwen2Config {
             layer_windows: layer_windows(path, &v, base.n_layers)?,
             tie_embeddings: flag(path, &v, "tie_word_embeddings")?,
-            base: LlamaConfig {
-                sliding_window: None,
-                ..base
-            },
+            base,
         })
     }
 }
@@ -73,36 +69,23 @@ pub(crate) fn flag(path: &Path, v: &Value, key: &str) -> Result<bool> {
     }
 }
 
-fn bad(path: &Path, key: &str, want: &str) -> Error {
+/// The error for a key of an HF config that is not what is wanted.
+pub(crate) fn bad(path: &Path, key: &str, want: &str) -> Error {
     Error::Config(format!("{}: '{key}' is not {want}", path.display()))
 }
 
-/// Refuses what these models would compute wrongly: a `hidden_act` other than SiLU, and RoPE
-/// scaling in the 5.x layout (`rope_parameters.rope_type`; Llama's reader refuses the 4.x
-/// `rope_scaling`).
+/// Refuses what these models would compute wrongly: an activation other than SiLU, and RoPE
+/// scaling in the 5.x layout (Llama's reader refuses the 4.x `rope_scaling`).
 pub(crate) fn refuse_unsupported(path: &Path, v: &Value) -> Result<()> {
-    let act = v
-        .get("hidden_act")
-        .and_then(Value::as_str)
-        .unwrap_or("silu");
-    if act != "silu" {
-        return Err(bad(
-            path,
-            "hidden_act",
-            "\"silu\" (the only activation supported)",
-        ));
-    }
+    let act = v.get("hidden_act").and_then(Value::as_str);
     let rope = v
         .pointer("/rope_parameters/rope_type")
         .and_then(Value::as_str);
-    if rope.is_some_and(|t| t != "default") {
-        return Err(bad(
-            path,
-            "rope_parameters.rope_type",
-            "\"default\" (no RoPE scaling yet)",
-        ));
+    match (act.unwrap_or("silu"), rope.unwrap_or("default")) {
+        ("silu", "default") => Ok(()),
+        ("silu", _) => Err(bad(path, "rope_parameters.rope_type", "\"default\"")),
+        _ => Err(bad(path, "hidden_act", "\"silu\"")),
     }
-    Ok(())
 }
 
 /// transformers' rule for which layers slide (see the module docs).
@@ -112,23 +95,17 @@ pub(crate) fn layer_windows(path: &Path, v: &Value, n: usize) -> Result<Vec<Opti
         Some(w) if flag(path, v, "use_sliding_window")? => w as usize,
         _ => return Ok(vec![None; n]),
     };
-    let full = v
-        .get("max_window_layers")
-        .and_then(Value::as_u64)
-        .unwrap_or(28) as usize;
+    let full = v.get("max_window_layers").and_then(Value::as_u64);
     let types = v.get("layer_types").filter(|x| !x.is_null());
-    (0..n)
-        .map(|i| {
-            let slides = match types {
-                None => i >= full,
-                Some(t) => match t.get(i).and_then(Value::as_str) {
-                    Some(kind) => kind == "sliding_attention",
-                    None => return Err(bad(path, "layer_types", "a string per layer")),
-                },
-            };
-            Ok(slides.then_some(window))
-        })
-        .collect()
+    let slides = |i: usize| match types {
+        None => Ok(i as u64 >= full.unwrap_or(28)),
+        Some(t) => (t
+            .get(i)
+            .and_then(Value::as_str)
+            .map(|t| t == "sliding_attention"))
+        .ok_or_else(|| bad(path, "layer_types", "a string per layer")),
+    };
+    (0..n).map(|i| Ok(slides(i)?.then_some(window))).collect()
 }
 
 /// Opens an HF directory's safetensors under the GGUF names `alias` gives. With tied
@@ -139,20 +116,18 @@ pub(crate) fn open_hf(
     alias: fn(&str) -> Option<String>,
     tied: bool,
 ) -> Result<Checkpoint> {
-    let untied = |name: &str| {
-        (!tied || name != "lm_head.weight")
-            .then(|| alias(name))
-            .flatten()
-    };
-    let checkpoint = Checkpoint::open(dir)?.with_aliases(untied)?;
+    let named = |name: &str| alias(name).filter(|_| !tied || name != "lm_head.weight");
+    let checkpoint = Checkpoint::open(dir)?.with_aliases(named)?;
     if !tied && !checkpoint.contains("output.weight") {
-        return Err(Error::Config(format!(
-            "{}: no lm_head.weight, but config.json has tie_word_embeddings false",
-            dir.display()
-        )));
+        let why = "no lm_head.weight, but config.json has tie_word_embeddings false";
+        return Err(Error::Config(format!("{}: {why}", dir.display())));
     }
     Ok(checkpoint)
 }
+
+/// A product with a weight `[m, k]`: `ops::matmul` (rows `[n, k]`) in prefill, `ops::matvec`
+/// (one row) in decode.
+pub(crate) type Linear = fn(&Tensor, &Tensor) -> lazyforge::Result<Tensor>;
 
 /// Maps an HF Qwen2 tensor name to its GGUF name: Llama's, plus `*_proj.bias`.
 pub fn hf_alias(name: &str) -> Option<String> {
@@ -187,64 +162,31 @@ pub struct Attention {
 
 #[strategy(prefill, decode)]
 impl Attention {
-    /// The prompt: matrix-matrix projections.
+    /// The prompt: matrix-matrix products.
     fn prefill(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        let (wq, wk, wv, wo) = (self.q()?, self.k()?, self.v()?, self.o()?);
-        let (q, k, v) = (
-            ops::matmul(x, &wq)?,
-            ops::matmul(x, &wk)?,
-            ops::matmul(x, &wv)?,
-        );
-        let mixed = self.attend(q, k, v, cache, rope)?;
-        Ok(ops::matmul(&mixed, &wo)?)
+        self.run(x, cache, rope, |w, x| ops::matmul(x, w))
     }
 
-    /// One token: matrix-vector projections against the cache.
+    /// One token: matrix-vector products against the cache.
     fn decode(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        let (wq, wk, wv, wo) = (self.q()?, self.k()?, self.v()?, self.o()?);
-        let (q, k, v) = (
-            ops::matvec(&wq, x)?,
-            ops::matvec(&wk, x)?,
-            ops::matvec(&wv, x)?,
-        );
-        let mixed = self.attend(q, k, v, cache, rope)?;
-        Ok(ops::matvec(&wo, &mixed)?)
+        self.run(x, cache, rope, ops::matvec)
     }
 
-    /// Adds the biases, rotates q and k, appends k and v to the cache, attends.
-    fn attend(
-        &self,
-        mut q: Tensor,
-        mut k: Tensor,
-        mut v: Tensor,
-        cache: &mut KvCache,
-        rope: &RopeTable,
-    ) -> Result<Tensor> {
+    /// Projects with biases, rotates q and k, appends k and v to the cache, attends.
+    fn run(&self, x: &Tensor, kv: &mut KvCache, rope: &RopeTable, mm: Linear) -> Result<Tensor> {
+        let (wq, wk, wv, wo) = (self.q()?, self.k()?, self.v()?, self.o()?);
+        let (mut q, mut k, mut v) = (mm(&wq, x)?, mm(&wk, x)?, mm(&wv, x)?);
         ops::add_bias_in_place(&mut q, &*self.q_bias()?)?;
         ops::add_bias_in_place(&mut k, &*self.k_bias()?)?;
         ops::add_bias_in_place(&mut v, &*self.v_bias()?)?;
-        let c = &self.cfg;
-        let start = cache.next_position();
-        let positions: Vec<usize> = (start..start + q.shape()[0]).collect();
-        ops::rope(
-            &mut q,
-            c.rope_style,
-            c.n_heads,
-            c.head_dim,
-            &positions,
-            rope,
-        )?;
-        ops::rope(
-            &mut k,
-            c.rope_style,
-            c.n_kv_heads,
-            c.head_dim,
-            &positions,
-            rope,
-        )?;
-        cache.append(&k, &v, &positions)?;
-        let window = cache.window();
-        Ok(ops::attention(&q, &positions, c.n_heads, cache, window)?)
+        let (c, start) = (&self.cfg, kv.next_position());
+        let pos: Vec<usize> = (start..start + q.shape()[0]).collect();
+        let (style, hd) = (c.rope_style, c.head_dim);
+        ops::rope(&mut q, style, c.n_heads, hd, &pos, rope)?;
+        ops::rope(&mut k, style, c.n_kv_heads, hd, &pos, rope)?;
+        kv.append(&k, &v, &pos)?;
+        let mixed = ops::attention(&q, &pos, c.n_heads, kv, kv.window())?;
+        Ok(mm(&wo, &mixed)?)
     }
 }
 
@@ -266,25 +208,19 @@ pub struct Block {
 #[strategy(prefill, decode)]
 impl Block {
     fn prefill(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let a = self
-            .attn
-            .forward_prefill(&self.norm(x, &self.attn_norm)?, cache, rope)?;
-        ops::add_in_place(x, &a)?;
-        let f = self.ffn.forward_prefill(&self.norm(x, &self.ffn_norm)?)?;
-        Ok(ops::add_in_place(x, &f)?)
+        let h = self.norm(x, &self.attn_norm)?;
+        ops::add_in_place(x, &self.attn.forward_prefill(&h, cache, rope)?)?;
+        let h = self.norm(x, &self.ffn_norm)?;
+        Ok(ops::add_in_place(x, &self.ffn.forward_prefill(&h)?)?)
     }
 
     fn decode(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let a = self
-            .attn
-            .forward_decode(&self.norm(x, &self.attn_norm)?, cache, rope)?;
-        ops::add_in_place(x, &a)?;
-        let f = self.ffn.forward_decode(&self.norm(x, &self.ffn_norm)?)?;
-        Ok(ops::add_in_place(x, &f)?)
+        let h = self.norm(x, &self.attn_norm)?;
+        ops::add_in_place(x, &self.attn.forward_decode(&h, cache, rope)?)?;
+        let h = self.norm(x, &self.ffn_norm)?;
+        Ok(ops::add_in_place(x, &self.ffn.forward_decode(&h)?)?)
     }
-}
 
-impl Block {
     /// `rms_norm(x)` with the norm weight `w`.
     fn norm(&self, x: &Tensor, w: &Weight) -> Result<Tensor> {
         Ok(ops::rms_norm(x, &*w.get()?, self.cfg.rms_eps)?)
@@ -357,9 +293,7 @@ impl Qwen2 {
     /// Embeds `ids` and runs every block in `mode`: the hidden states `[n, hidden]`.
     fn hidden(&self, mode: ExecutionMode, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
         if ids.is_empty() {
-            return Err(Error::Config(
-                "a forward pass needs at least one token".into(),
-            ));
+            return Err(Error::Config("no tokens to run".into()));
         }
         let mut x = ops::embedding(&*self.token_embd()?, ids)?;
         let (layers, ropes) = cache.prepare(ids.len());

@@ -22,7 +22,7 @@
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::llama::{self, FeedForward, LlamaConfig};
-use crate::qwen2::{flag, layer_windows, open_hf, refuse_unsupported};
+use crate::qwen2::{bad, flag, layer_windows, open_hf, refuse_unsupported, Linear};
 use lazyforge::ops::{self, KvCache, RopeTable};
 use lazyforge::serde::{Deserialize, Serialize};
 use lazyforge::{lazy_module, strategy, Bind, Device, ExecutionMode, LazyModule, Scope};
@@ -47,13 +47,15 @@ impl Qwen3Config {
     /// `attention_bias`. A missing `head_dim` is 128, as in transformers.
     pub fn from_hf_config(path: &Path) -> Result<Qwen3Config> {
         let mut base = LlamaConfig::from_hf_config(path)?;
+        base.sliding_window = None;
         let v = llama::read_json(path)?;
         refuse_unsupported(path, &v)?;
         if flag(path, &v, "attention_bias")? {
-            let at = path.display();
-            return Err(Error::Config(format!(
-                "{at}: 'attention_bias' true is not supported"
-            )));
+            return Err(bad(
+                path,
+                "attention_bias",
+                "false (the only value supported)",
+            ));
         }
         if v.get("head_dim").is_none_or(Value::is_null) {
             (base.head_dim, base.rope_dim) = (128, 128);
@@ -61,10 +63,7 @@ impl Qwen3Config {
         Ok(Qwen3Config {
             layer_windows: layer_windows(path, &v, base.n_layers)?,
             tie_embeddings: flag(path, &v, "tie_word_embeddings")?,
-            base: LlamaConfig {
-                sliding_window: None,
-                ..base
-            },
+            base,
         })
     }
 }
@@ -104,63 +103,30 @@ pub struct Attention {
 
 #[strategy(prefill, decode)]
 impl Attention {
-    /// The prompt: matrix-matrix projections.
+    /// The prompt: matrix-matrix products.
     fn prefill(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        let (wq, wk, wv, wo) = (self.q()?, self.k()?, self.v()?, self.o()?);
-        let (q, k, v) = (
-            ops::matmul(x, &wq)?,
-            ops::matmul(x, &wk)?,
-            ops::matmul(x, &wv)?,
-        );
-        let mixed = self.attend(q, k, v, cache, rope)?;
-        Ok(ops::matmul(&mixed, &wo)?)
+        self.run(x, cache, rope, |w, x| ops::matmul(x, w))
     }
 
-    /// One token: matrix-vector projections against the cache.
+    /// One token: matrix-vector products against the cache.
     fn decode(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        let (wq, wk, wv, wo) = (self.q()?, self.k()?, self.v()?, self.o()?);
-        let (q, k, v) = (
-            ops::matvec(&wq, x)?,
-            ops::matvec(&wk, x)?,
-            ops::matvec(&wv, x)?,
-        );
-        let mixed = self.attend(q, k, v, cache, rope)?;
-        Ok(ops::matvec(&wo, &mixed)?)
+        self.run(x, cache, rope, ops::matvec)
     }
 
-    /// Normalizes each q and k head, rotates them, appends k and v to the cache, attends.
-    fn attend(
-        &self,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        cache: &mut KvCache,
-        rope: &RopeTable,
-    ) -> Result<Tensor> {
-        let c = &self.cfg;
-        let mut q = self.head_norm(q, &*self.q_norm()?, c.n_heads)?;
-        let mut k = self.head_norm(k, &*self.k_norm()?, c.n_kv_heads)?;
-        let start = cache.next_position();
-        let positions: Vec<usize> = (start..start + q.shape()[0]).collect();
-        ops::rope(
-            &mut q,
-            c.rope_style,
-            c.n_heads,
-            c.head_dim,
-            &positions,
-            rope,
-        )?;
-        ops::rope(
-            &mut k,
-            c.rope_style,
-            c.n_kv_heads,
-            c.head_dim,
-            &positions,
-            rope,
-        )?;
-        cache.append(&k, &v, &positions)?;
-        let window = cache.window();
-        Ok(ops::attention(&q, &positions, c.n_heads, cache, window)?)
+    /// Projects, normalizes each q and k head, rotates them, appends k and v to the cache,
+    /// attends.
+    fn run(&self, x: &Tensor, kv: &mut KvCache, rope: &RopeTable, mm: Linear) -> Result<Tensor> {
+        let (wq, wk, wv, wo) = (self.q()?, self.k()?, self.v()?, self.o()?);
+        let (c, start) = (&self.cfg, kv.next_position());
+        let mut q = self.head_norm(mm(&wq, x)?, &*self.q_norm()?, c.n_heads)?;
+        let mut k = self.head_norm(mm(&wk, x)?, &*self.k_norm()?, c.n_kv_heads)?;
+        let pos: Vec<usize> = (start..start + q.shape()[0]).collect();
+        let (style, hd) = (c.rope_style, c.head_dim);
+        ops::rope(&mut q, style, c.n_heads, hd, &pos, rope)?;
+        ops::rope(&mut k, style, c.n_kv_heads, hd, &pos, rope)?;
+        kv.append(&k, &mm(&wv, x)?, &pos)?;
+        let mixed = ops::attention(&q, &pos, c.n_heads, kv, kv.window())?;
+        Ok(mm(&wo, &mixed)?)
     }
 
     /// RMSNorm of each `head_dim` slice of `x` (`[n, heads * head_dim]`) with weight `w`.
@@ -189,21 +155,19 @@ pub struct Block {
 #[strategy(prefill, decode)]
 impl Block {
     fn prefill(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let a = (self.attn).forward_prefill(&self.norm(x, &self.attn_norm)?, cache, rope)?;
-        ops::add_in_place(x, &a)?;
-        let f = self.ffn.forward_prefill(&self.norm(x, &self.ffn_norm)?)?;
-        Ok(ops::add_in_place(x, &f)?)
+        let h = self.norm(x, &self.attn_norm)?;
+        ops::add_in_place(x, &self.attn.forward_prefill(&h, cache, rope)?)?;
+        let h = self.norm(x, &self.ffn_norm)?;
+        Ok(ops::add_in_place(x, &self.ffn.forward_prefill(&h)?)?)
     }
 
     fn decode(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let a = (self.attn).forward_decode(&self.norm(x, &self.attn_norm)?, cache, rope)?;
-        ops::add_in_place(x, &a)?;
-        let f = self.ffn.forward_decode(&self.norm(x, &self.ffn_norm)?)?;
-        Ok(ops::add_in_place(x, &f)?)
+        let h = self.norm(x, &self.attn_norm)?;
+        ops::add_in_place(x, &self.attn.forward_decode(&h, cache, rope)?)?;
+        let h = self.norm(x, &self.ffn_norm)?;
+        Ok(ops::add_in_place(x, &self.ffn.forward_decode(&h)?)?)
     }
-}
 
-impl Block {
     /// `rms_norm(x)` with the norm weight `w`.
     fn norm(&self, x: &Tensor, w: &Weight) -> Result<Tensor> {
         Ok(ops::rms_norm(x, &*w.get()?, self.cfg.rms_eps)?)
@@ -276,9 +240,7 @@ impl Qwen3 {
     /// Embeds `ids` and runs every block in `mode`: the hidden states `[n, hidden]`.
     fn hidden(&self, mode: ExecutionMode, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
         if ids.is_empty() {
-            return Err(Error::Config(
-                "a forward pass needs at least one token".into(),
-            ));
+            return Err(Error::Config("no tokens to run".into()));
         }
         let mut x = ops::embedding(&*self.token_embd()?, ids)?;
         let (layers, ropes) = cache.prepare(ids.len());
