@@ -108,16 +108,15 @@ pub(crate) fn layer_windows(path: &Path, v: &Value, n: usize) -> Result<Vec<Opti
     (0..n).map(|i| Ok(slides(i)?.then_some(window))).collect()
 }
 
-/// Opens an HF directory's safetensors under the GGUF names `alias` gives. With tied
-/// embeddings `lm_head.weight` gets no name, so the LM head is the token embeddings as in
-/// transformers (which ties them even when a file holds an `lm_head.weight`).
+/// Opens an HF directory's safetensors under the GGUF names `alias` gives. The LM head falls
+/// back to the token embeddings only when `tied`: like transformers 5.x, an `lm_head.weight`
+/// in the file is used even then (4.x tied it to the embeddings instead).
 pub(crate) fn open_hf(
     dir: &Path,
     alias: fn(&str) -> Option<String>,
     tied: bool,
 ) -> Result<Checkpoint> {
-    let named = |name: &str| alias(name).filter(|_| !tied || name != "lm_head.weight");
-    let checkpoint = Checkpoint::open(dir)?.with_aliases(named)?;
+    let checkpoint = Checkpoint::open(dir)?.with_aliases(alias)?;
     if !tied && !checkpoint.contains("output.weight") {
         let why = "no lm_head.weight, but config.json has tie_word_embeddings false";
         return Err(Error::Config(format!("{}: {why}", dir.display())));
