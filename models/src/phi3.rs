@@ -116,8 +116,8 @@ impl Attention {
         let (c, start, qkv) = (&self.cfg, kv.next_position(), mm(&wqkv, x)?);
         let (dq, dkv) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
         let (mut q, mut k) = (qkv.narrow(1, 0, dq)?, qkv.narrow(1, dq, dkv)?);
-        let pos: Vec<usize> = (start..start + q.shape()[0]).collect();
         let (style, hd) = (c.rope_style, c.head_dim);
+        let pos: Vec<usize> = (start..start + q.elem_count() / (c.n_heads * hd)).collect();
         ops::rope(&mut q, style, c.n_heads, hd, &pos, rope)?;
         ops::rope(&mut k, style, c.n_kv_heads, hd, &pos, rope)?;
         kv.append(&k, &qkv.narrow(1, dq + dkv, dkv)?, &pos)?;

@@ -179,8 +179,8 @@ impl Attention {
         ops::add_bias_in_place(&mut k, &*self.k_bias()?)?;
         ops::add_bias_in_place(&mut v, &*self.v_bias()?)?;
         let (c, start) = (&self.cfg, kv.next_position());
-        let pos: Vec<usize> = (start..start + q.shape()[0]).collect();
         let (style, hd) = (c.rope_style, c.head_dim);
+        let pos: Vec<usize> = (start..start + q.elem_count() / (c.n_heads * hd)).collect();
         ops::rope(&mut q, style, c.n_heads, hd, &pos, rope)?;
         ops::rope(&mut k, style, c.n_kv_heads, hd, &pos, rope)?;
         kv.append(&k, &v, &pos)?;

@@ -120,8 +120,8 @@ impl Attention {
         let (c, start) = (&self.cfg, kv.next_position());
         let mut q = self.head_norm(mm(&wq, x)?, &*self.q_norm()?, c.n_heads)?;
         let mut k = self.head_norm(mm(&wk, x)?, &*self.k_norm()?, c.n_kv_heads)?;
-        let pos: Vec<usize> = (start..start + q.shape()[0]).collect();
         let (style, hd) = (c.rope_style, c.head_dim);
+        let pos: Vec<usize> = (start..start + q.elem_count() / (c.n_heads * hd)).collect();
         ops::rope(&mut q, style, c.n_heads, hd, &pos, rope)?;
         ops::rope(&mut k, style, c.n_kv_heads, hd, &pos, rope)?;
         kv.append(&k, &mm(&wv, x)?, &pos)?;
@@ -131,7 +131,8 @@ impl Attention {
 
     /// RMSNorm of each `head_dim` slice of `x` (`[n, heads * head_dim]`) with weight `w`.
     fn head_norm(&self, x: Tensor, w: &Tensor, heads: usize) -> Result<Tensor> {
-        let (n, d) = (x.shape()[0], self.cfg.head_dim);
+        let d = self.cfg.head_dim;
+        let n = x.elem_count() / (heads * d);
         let y = ops::rms_norm(&x.reshape([n * heads, d])?, w, self.cfg.rms_eps)?;
         Ok(y.reshape([n, heads * d])?)
     }
