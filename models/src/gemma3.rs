@@ -23,9 +23,9 @@ use crate::cache::Cache;
 use crate::error::{Error, Result};
 use lazyforge::ops::{self, KvCache, RopeStyle, RopeTable};
 use lazyforge::serde::{Deserialize, Serialize};
-use lazyforge::{
-    lazy_module, strategy, Bind, Checkpoint, Device, LazyModule, Scope, Tensor, Weight,
-};
+use lazyforge::source::gguf::GgufFile;
+use lazyforge::{lazy_module, strategy, Bind, Checkpoint, Device, LazyModule, Scope};
+use lazyforge::{Tensor, Weight};
 use std::path::Path;
 
 /// RoPE base of the local (sliding-window) layers: HF's `rope_local_base_freq` default.
@@ -59,48 +59,36 @@ pub struct Gemma3Config {
     pub sliding_window: usize,
     /// RMSNorm epsilon.
     pub rms_eps: f32,
-    /// Longest context the model was trained for.
-    pub context_length: usize,
 }
 
 impl Gemma3Config {
     /// Reads the `gemma3.*` keys of a GGUF file.
-    pub fn from_gguf(path: &Path, gguf: &lazyforge::source::gguf::GgufFile) -> Result<Self> {
+    pub fn from_gguf(path: &Path, gguf: &GgufFile) -> Result<Self> {
+        let bad = |what: String| Error::Config(format!("{}: {what}", path.display()));
         let arch = gguf.get_str("general.architecture")?;
         if arch != "gemma3" {
-            return Err(Error::Config(format!(
-                "{}: architecture '{arch}' is not gemma3",
-                path.display()
-            )));
+            return Err(bad(format!("architecture '{arch}' is not gemma3")));
         }
-        let get = |k: &str| -> Result<usize> { Ok(gguf.get_u64(&format!("gemma3.{k}"))? as usize) };
-        let n_heads = get("attention.head_count")?;
+        let get = |k: &str| Ok::<_, Error>(gguf.get_u64(&format!("gemma3.{k}"))? as usize);
         let cfg = Gemma3Config {
             vocab: gguf.get_string_array("tokenizer.ggml.tokens")?.len(),
             hidden: get("embedding_length")?,
             intermediate: get("feed_forward_length")?,
             n_layers: get("block_count")?,
-            n_heads,
+            n_heads: get("attention.head_count")?,
             n_kv_heads: get("attention.head_count_kv")?,
             head_dim: get("attention.key_length")?,
             rope_theta: gguf.get_f32("gemma3.rope.freq_base")?,
             rope_local_theta: LOCAL_ROPE_BASE,
             sliding_window: get("attention.sliding_window")?,
             rms_eps: gguf.get_f32("gemma3.attention.layer_norm_rms_epsilon")?,
-            context_length: get("context_length")?,
         };
-        let bad = |what: String| Err(Error::Config(format!("{}: {what}", path.display())));
-        if cfg.n_kv_heads == 0 || !cfg.n_heads.is_multiple_of(cfg.n_kv_heads) {
-            return bad(format!(
-                "{n_heads} heads is not a multiple of {} key/value heads",
-                cfg.n_kv_heads
-            ));
-        }
-        if cfg.sliding_window == 0 || !cfg.head_dim.is_multiple_of(2) {
-            return bad(format!(
-                "window {} / head dimension {}",
-                cfg.sliding_window, cfg.head_dim
-            ));
+        let (h, kv) = (cfg.n_heads, cfg.n_kv_heads);
+        if kv == 0 || !h.is_multiple_of(kv) || cfg.sliding_window == 0 || cfg.head_dim % 2 == 1 {
+            let (w, d) = (cfg.sliding_window, cfg.head_dim);
+            return Err(bad(format!(
+                "{h} heads, {kv} kv heads, window {w}, head dim {d}"
+            )));
         }
         Ok(cfg)
     }
@@ -111,7 +99,11 @@ impl Gemma3Config {
     }
 }
 
-/// Attention with RMSNorm on each query and key head, RoPE (split halves) and GQA.
+/// A product with a weight: `|w, x| ops::matmul(x, w)` in prefill, `ops::matvec` in decode.
+type Linear = fn(&Tensor, &Tensor) -> lazyforge::Result<Tensor>;
+
+/// Attention with RMSNorm on each query and key head, RoPE on split halves, grouped-query
+/// heads, and the window of its layer's cache (none in global layers).
 #[lazy_module]
 pub struct Attention {
     #[config]
@@ -132,85 +124,41 @@ pub struct Attention {
 
 #[strategy(prefill, decode)]
 impl Attention {
-    fn prefill(
-        &self,
-        x: &Tensor,
-        kv: &mut KvCache,
-        rope: &RopeTable,
-        window: Option<usize>,
-    ) -> Result<Tensor> {
-        let (wq, wk, wv) = (self.q()?, self.k()?, self.v()?);
-        let (q, k, v) = (
-            ops::matmul(x, &wq)?,
-            ops::matmul(x, &wk)?,
-            ops::matmul(x, &wv)?,
-        );
-        let mixed = self.attend(q, k, v, kv, rope, window)?;
-        Ok(ops::matmul(&mixed, &*self.o()?)?)
+    fn prefill(&self, x: &Tensor, kv: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
+        self.run(x, kv, rope, |w, x| ops::matmul(x, w))
     }
 
-    fn decode(
-        &self,
-        x: &Tensor,
-        kv: &mut KvCache,
-        rope: &RopeTable,
-        window: Option<usize>,
-    ) -> Result<Tensor> {
-        let (wq, wk, wv) = (self.q()?, self.k()?, self.v()?);
-        let (q, k, v) = (
-            ops::matvec(&wq, x)?,
-            ops::matvec(&wk, x)?,
-            ops::matvec(&wv, x)?,
-        );
-        let mixed = self.attend(q, k, v, kv, rope, window)?;
-        Ok(ops::matvec(&*self.o()?, &mixed)?)
+    fn decode(&self, x: &Tensor, kv: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
+        self.run(x, kv, rope, ops::matvec)
     }
-}
 
-impl Attention {
-    /// Normalizes and rotates q and k (`[n, heads * head_dim]`), appends k and v, attends.
-    fn attend(
-        &self,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        kv: &mut KvCache,
-        rope: &RopeTable,
-        window: Option<usize>,
-    ) -> Result<Tensor> {
-        let c = &self.cfg;
-        let n = q.elem_count() / (c.n_heads * c.head_dim);
-        let start = kv.next_position();
-        let positions: Vec<usize> = (start..start + n).collect();
-        let mut q = head_norm(q, &*self.q_norm()?, c.n_heads, c)?;
-        let mut k = head_norm(k, &*self.k_norm()?, c.n_kv_heads, c)?;
-        ops::rope(
-            &mut q,
-            RopeStyle::SplitHalf,
-            c.n_heads,
-            c.head_dim,
-            &positions,
-            rope,
-        )?;
-        ops::rope(
-            &mut k,
-            RopeStyle::SplitHalf,
-            c.n_kv_heads,
-            c.head_dim,
-            &positions,
-            rope,
-        )?;
-        kv.append(&k, &v, &positions)?;
-        Ok(ops::attention(&q, &positions, c.n_heads, kv, window)?)
+    /// Projects, normalizes and rotates q and k per head, appends k and v, attends.
+    fn run(&self, x: &Tensor, kv: &mut KvCache, rope: &RopeTable, mm: Linear) -> Result<Tensor> {
+        let (c, start) = (&self.cfg, kv.next_position());
+        let pos: Vec<usize> = (start..start + x.elem_count() / c.hidden).collect();
+        let heads = |t: Tensor, w: &Tensor, n| head_norm_rope(t, w, n, &pos, rope, c);
+        let q = heads(mm(&*self.q()?, x)?, &*self.q_norm()?, c.n_heads)?;
+        let k = heads(mm(&*self.k()?, x)?, &*self.k_norm()?, c.n_kv_heads)?;
+        kv.append(&k, &mm(&*self.v()?, x)?, &pos)?;
+        let mixed = ops::attention(&q, &pos, c.n_heads, kv, kv.window())?;
+        Ok(mm(&*self.o()?, &mixed)?)
     }
 }
 
 /// RMSNorm of every head's vector of `x` (`[n, heads * head_dim]`) with one `[head_dim]`
-/// weight.
-fn head_norm(x: Tensor, w: &Tensor, heads: usize, c: &Gemma3Config) -> Result<Tensor> {
-    let n = x.elem_count() / (heads * c.head_dim);
-    let rows = x.reshape([n * heads, c.head_dim])?;
-    Ok(ops::rms_norm(&rows, w, c.rms_eps)?.reshape([n, heads * c.head_dim])?)
+/// weight, then RoPE on split halves at positions `pos`.
+fn head_norm_rope(
+    x: Tensor,
+    w: &Tensor,
+    heads: usize,
+    pos: &[usize],
+    rope: &RopeTable,
+    c: &Gemma3Config,
+) -> Result<Tensor> {
+    let rows = x.reshape([pos.len() * heads, c.head_dim])?;
+    let mut x = ops::rms_norm(&rows, w, c.rms_eps)?.reshape([pos.len(), heads * c.head_dim])?;
+    ops::rope(&mut x, RopeStyle::SplitHalf, heads, c.head_dim, pos, rope)?;
+    Ok(x)
 }
 
 /// The GeGLU feed-forward network: `down(gelu_tanh(gate(x)) · up(x))`.
@@ -229,15 +177,17 @@ pub struct FeedForward {
 #[strategy(prefill, decode)]
 impl FeedForward {
     fn prefill(&self, x: &Tensor) -> Result<Tensor> {
-        let mut g = ops::matmul(x, &*self.gate()?)?;
-        ops::geglu_in_place(&mut g, &ops::matmul(x, &*self.up()?)?)?;
-        Ok(ops::matmul(&g, &*self.down()?)?)
+        self.run(x, |w, x| ops::matmul(x, w))
     }
 
     fn decode(&self, x: &Tensor) -> Result<Tensor> {
-        let mut g = ops::matvec(&*self.gate()?, x)?;
-        ops::geglu_in_place(&mut g, &ops::matvec(&*self.up()?, x)?)?;
-        Ok(ops::matvec(&*self.down()?, &g)?)
+        self.run(x, ops::matvec)
+    }
+
+    fn run(&self, x: &Tensor, mm: Linear) -> Result<Tensor> {
+        let mut g = mm(&*self.gate()?, x)?;
+        ops::geglu_in_place(&mut g, &mm(&*self.up()?, x)?)?;
+        Ok(mm(&*self.down()?, &g)?)
     }
 }
 
@@ -263,46 +213,36 @@ pub struct Block {
 
 #[strategy(prefill, decode)]
 impl Block {
-    fn prefill(
-        &self,
-        x: &mut Tensor,
-        kv: &mut KvCache,
-        rope: &RopeTable,
-        window: Option<usize>,
-    ) -> Result<()> {
-        let a = self
-            .attn
-            .forward_prefill(&self.norm(x, &*self.attn_norm()?)?, kv, rope, window)?;
-        ops::add_in_place(x, &self.norm(&a, &*self.post_attn_norm()?)?)?;
-        let f = self
-            .ffn
-            .forward_prefill(&self.norm(x, &*self.ffn_norm()?)?)?;
-        ops::add_in_place(x, &self.norm(&f, &*self.post_ffn_norm()?)?)?;
-        Ok(())
+    fn prefill(&self, x: &mut Tensor, kv: &mut KvCache, rope: &RopeTable) -> Result<()> {
+        let a = self.attn.forward_prefill(&self.pre_attn(x)?, kv, rope)?;
+        self.add_normed(x, &a, &*self.post_attn_norm()?)?;
+        let f = self.ffn.forward_prefill(&self.pre_ffn(x)?)?;
+        self.add_normed(x, &f, &*self.post_ffn_norm()?)
     }
 
-    fn decode(
-        &self,
-        x: &mut Tensor,
-        kv: &mut KvCache,
-        rope: &RopeTable,
-        window: Option<usize>,
-    ) -> Result<()> {
-        let a = self
-            .attn
-            .forward_decode(&self.norm(x, &*self.attn_norm()?)?, kv, rope, window)?;
-        ops::add_in_place(x, &self.norm(&a, &*self.post_attn_norm()?)?)?;
-        let f = self
-            .ffn
-            .forward_decode(&self.norm(x, &*self.ffn_norm()?)?)?;
-        ops::add_in_place(x, &self.norm(&f, &*self.post_ffn_norm()?)?)?;
-        Ok(())
+    fn decode(&self, x: &mut Tensor, kv: &mut KvCache, rope: &RopeTable) -> Result<()> {
+        let a = self.attn.forward_decode(&self.pre_attn(x)?, kv, rope)?;
+        self.add_normed(x, &a, &*self.post_attn_norm()?)?;
+        let f = self.ffn.forward_decode(&self.pre_ffn(x)?)?;
+        self.add_normed(x, &f, &*self.post_ffn_norm()?)
     }
 }
 
 impl Block {
-    fn norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        Ok(ops::rms_norm(x, w, self.cfg.rms_eps)?)
+    fn pre_attn(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(ops::rms_norm(x, &*self.attn_norm()?, self.cfg.rms_eps)?)
+    }
+
+    fn pre_ffn(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(ops::rms_norm(x, &*self.ffn_norm()?, self.cfg.rms_eps)?)
+    }
+
+    /// The residual with a post-norm: `x += rms_norm(y) · w`.
+    fn add_normed(&self, x: &mut Tensor, y: &Tensor, w: &Tensor) -> Result<()> {
+        Ok(ops::add_in_place(
+            x,
+            &ops::rms_norm(y, w, self.cfg.rms_eps)?,
+        )?)
     }
 }
 
@@ -382,23 +322,17 @@ impl Gemma3 {
 
     /// Scaled embeddings through every block: hidden states `[n, hidden]`.
     fn hidden(&self, ids: &[u32], cache: &mut Cache, prefill: bool) -> Result<Tensor> {
-        if ids.is_empty() {
-            return Err(Error::Config(
-                "a forward pass needs at least one token".into(),
-            ));
-        }
+        let none = || Error::Config("a forward pass needs at least one token".into());
+        ids.first().ok_or_else(none)?;
         let c = &self.cfg;
         let mut x = ops::embedding(&*self.token_embd()?, ids)?;
         ops::scale_in_place(&mut x, (c.hidden as f32).sqrt())?;
         let (layers, ropes) = cache.prepare(ids.len());
         for (i, (block, kv)) in self.blocks.iter().zip(layers).enumerate() {
-            let (rope, window) = match c.is_global(i) {
-                true => (&ropes[1], None),
-                false => (&ropes[0], Some(c.sliding_window)),
-            };
+            let rope = &ropes[usize::from(c.is_global(i))];
             match prefill {
-                true => block.forward_prefill(&mut x, kv, rope, window)?,
-                false => block.forward_decode(&mut x, kv, rope, window)?,
+                true => block.forward_prefill(&mut x, kv, rope)?,
+                false => block.forward_decode(&mut x, kv, rope)?,
             }
         }
         Ok(x)
@@ -411,11 +345,4 @@ impl Gemma3 {
     }
 }
 
-/// Gemma's turn format, for files that carry no chat template (as Gemma's own template: a
-/// system message opens the first user turn; the assistant's role is `model`).
-pub const CHAT_TEMPLATE: &str = r#"{{ bos_token }}{% if messages and messages[0].role == 'system' %}{% set sys = (messages[0].content | trim) ~ '\n\n' %}{% set turns = messages[1:] %}{% else %}{% set sys = '' %}{% set turns = messages %}{% endif %}{% for m in turns %}<start_of_turn>{{ 'model' if m.role == 'assistant' else 'user' }}
-{{ (sys if loop.first else '') ~ (m.content | trim) }}<end_of_turn>
-{% endfor %}{% if add_generation_prompt %}<start_of_turn>model
-{% endif %}"#;
-
-crate::impl_causal_lm!(Gemma3, "gemma3", Some(CHAT_TEMPLATE));
+crate::impl_causal_lm!(Gemma3, "gemma3", Some(crate::chat::GEMMA_TEMPLATE));

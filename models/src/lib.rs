@@ -33,9 +33,13 @@ pub mod error;
 pub mod fetch;
 pub mod gemma3;
 pub mod generate;
+pub mod hf;
 pub mod inspect;
 pub mod llama;
 pub mod npy;
+pub mod phi3;
+pub mod qwen2;
+pub mod qwen3;
 pub mod registry;
 pub mod run;
 pub mod sampling;
@@ -49,6 +53,9 @@ pub use generate::{
     generate, generate_ids, peak_rss_bytes, GenerateOptions, Generation, GenerationStats,
 };
 pub use llama::{Llama, LlamaCache, LlamaConfig, Mistral};
+pub use phi3::{Phi3, Phi3Config};
+pub use qwen2::{Qwen2, Qwen2Config};
+pub use qwen3::{Qwen3, Qwen3Config};
 pub use registry::{CausalLm, Registry};
 pub use sampling::{Sampler, SamplingConfig, StopCondition, StopReason, StopStep};
 pub use tokenizer::{TextStream, TextTokenizer};

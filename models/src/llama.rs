@@ -122,10 +122,7 @@ impl LlamaConfig {
     /// Reads an HF `config.json` (transformers 4.x top-level `rope_theta`, or 5.x
     /// `rope_parameters.rope_theta`).
     pub fn from_hf_config(path: &Path) -> Result<LlamaConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let v = read_json(path)?;
         let at = |k: &str| v.get(k).filter(|x| !x.is_null());
         let usize_at = |k: &str| -> Result<usize> {
             at(k)
@@ -191,6 +188,13 @@ impl LlamaConfig {
         }
         Ok(())
     }
+}
+
+/// An HF `config.json` as JSON; an error names the file.
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
 /// Maps an HF Llama/Mistral tensor name to the GGUF name the modules declare.

@@ -87,6 +87,15 @@ impl Registry {
         r.register(&["gemma3", "gemma3_text"], |p, d| {
             Ok(Box::new(crate::gemma3::Gemma3::open(p, d)?))
         });
+        r.register(&["qwen2"], |p, d| {
+            Ok(Box::new(crate::qwen2::Qwen2::open(p, d)?))
+        });
+        r.register(&["qwen3"], |p, d| {
+            Ok(Box::new(crate::qwen3::Qwen3::open(p, d)?))
+        });
+        r.register(&["phi3"], |p, d| {
+            Ok(Box::new(crate::phi3::Phi3::open(p, d)?))
+        });
         r
     }
 
@@ -207,3 +216,6 @@ macro_rules! impl_causal_lm {
 }
 
 crate::impl_causal_lm!(crate::llama::Llama, "llama");
+crate::impl_causal_lm!(crate::qwen2::Qwen2, "qwen2");
+crate::impl_causal_lm!(crate::qwen3::Qwen3, "qwen3");
+crate::impl_causal_lm!(crate::phi3::Phi3, "phi3");

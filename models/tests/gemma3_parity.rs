@@ -7,7 +7,8 @@ mod common;
 
 use common::ids;
 use lazyforge::{Device, LazyModule};
-use lazyforge_models::gemma3::{Gemma3, CHAT_TEMPLATE};
+use lazyforge_models::chat::GEMMA_TEMPLATE;
+use lazyforge_models::gemma3::Gemma3;
 use lazyforge_models::sampling::argmax;
 use lazyforge_models::{npy, ChatMessage, ChatTemplate, TextTokenizer};
 
@@ -111,7 +112,7 @@ fn fallback_chat_template_renders_gemmas_turn_format() {
         "the file carries no template"
     );
     let template =
-        ChatTemplate::new(CHAT_TEMPLATE, &tokenizer.bos_text(), &tokenizer.eos_text()).unwrap();
+        ChatTemplate::new(GEMMA_TEMPLATE, &tokenizer.bos_text(), &tokenizer.eos_text()).unwrap();
     let rendered = template
         .render(&[ChatMessage::user("What is the capital of France?")], true)
         .unwrap();

@@ -240,10 +240,18 @@ fn prompt_ids_run_a_checkpoint_without_a_tokenizer() {
 
     // Stop strings need a tokenizer: a clear error, not silence.
     let out = lazyforge(&[
-        "run", "--model", dir.to_str().unwrap(), "--prompt-ids", "1,2", "--stop", "x",
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "1,2",
+        "--stop",
+        "x",
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stop strings need the model's tokenizer"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stop strings need the model's tokenizer")
+    );
 }
 
 #[test]
@@ -260,6 +268,9 @@ fn an_unknown_architecture_or_model_name_lists_the_known_ones() {
     }
     let out = lazyforge(&["run", "--model", "no-such-model-7b", "--prompt-ids", "1"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not a known model (smollm2-135m, gemma3-270m)"), "{err}");
+    assert!(
+        err.contains("not a known model (smollm2-135m, gemma3-270m)"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -55,7 +55,13 @@ impl CausalLm for Gpt2 {
 
     fn new_cache(&self) -> Result<Cache> {
         let (c, device) = (&self.cfg, self.state().device());
-        let layers = lazyforge::ops::KvCache::for_layers_on(device, c.n_layers, c.n_heads, c.head_dim(), None)?;
+        let layers = lazyforge::ops::KvCache::for_layers_on(
+            device,
+            c.n_layers,
+            c.n_heads,
+            c.head_dim(),
+            None,
+        )?;
         Ok(Cache::new(device, layers, Vec::new()))
     }
 
@@ -68,11 +74,15 @@ impl CausalLm for Gpt2 {
     }
 
     fn prefill_all_logits(&self, _ids: &[u32], _cache: &mut Cache) -> Result<Tensor> {
-        Err(Error::Config("GPT-2 here computes last-position logits only".into()))
+        Err(Error::Config(
+            "GPT-2 here computes last-position logits only".into(),
+        ))
     }
 }
 
 /// Adds GPT-2 (`general.architecture = gpt2`) to `registry`.
 pub fn register(registry: &mut Registry) -> &mut Registry {
-    registry.register(&["gpt2"], |path, device| Ok(Box::new(Gpt2::open(path, device)?)))
+    registry.register(&["gpt2"], |path, device| {
+        Ok(Box::new(Gpt2::open(path, device)?))
+    })
 }

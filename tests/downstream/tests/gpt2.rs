@@ -538,7 +538,9 @@ fn registered_gpt2_runs_through_the_lazyforge_command_line() {
     let mut want = Vec::new();
     for _ in 0..4 {
         let row = logits.to_f32_vec().unwrap();
-        let next = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as u32;
+        let next = (0..row.len())
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap() as u32;
         want.push(next);
         logits = model.forward_decode(&[next], &mut caches).unwrap();
     }
@@ -551,7 +553,11 @@ fn registered_gpt2_runs_through_the_lazyforge_command_line() {
         .args(["--prompt-ids", "3,17,5", "--max-tokens", "4", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["architecture"], "gpt2");
     assert_eq!(doc["text"], serde_json::Value::Null);
@@ -569,5 +575,8 @@ fn registered_gpt2_runs_through_the_lazyforge_command_line() {
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(listed.contains("gpt2") && listed.contains("gemma3") && listed.contains("llama"), "{listed}");
+    assert!(
+        listed.contains("gpt2") && listed.contains("gemma3") && listed.contains("llama"),
+        "{listed}"
+    );
 }
