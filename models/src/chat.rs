@@ -126,6 +126,13 @@ fn template_error(doing: &str, e: &minijinja::Error) -> Error {
     Error::ChatTemplate(format!("{doing} failed{line}: {detail}"))
 }
 
+/// Gemma's turn format, for Gemma files that carry no chat template (as Gemma's own template: a
+/// system message opens the first user turn; the assistant's role is `model`).
+pub const GEMMA_TEMPLATE: &str = r#"{{ bos_token }}{% if messages and messages[0].role == 'system' %}{% set sys = (messages[0].content | trim) ~ '\n\n' %}{% set turns = messages[1:] %}{% else %}{% set sys = '' %}{% set turns = messages %}{% endif %}{% for m in turns %}<start_of_turn>{{ 'model' if m.role == 'assistant' else 'user' }}
+{{ (sys if loop.first else '') ~ (m.content | trim) }}<end_of_turn>
+{% endfor %}{% if add_generation_prompt %}<start_of_turn>model
+{% endif %}"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,10 +202,3 @@ mod tests {
         assert!(msg.contains("first must be user"), "{msg}");
     }
 }
-
-/// Gemma's turn format, for Gemma files that carry no chat template (as Gemma's own template: a
-/// system message opens the first user turn; the assistant's role is `model`).
-pub const GEMMA_TEMPLATE: &str = r#"{{ bos_token }}{% if messages and messages[0].role == 'system' %}{% set sys = (messages[0].content | trim) ~ '\n\n' %}{% set turns = messages[1:] %}{% else %}{% set sys = '' %}{% set turns = messages %}{% endif %}{% for m in turns %}<start_of_turn>{{ 'model' if m.role == 'assistant' else 'user' }}
-{{ (sys if loop.first else '') ~ (m.content | trim) }}<end_of_turn>
-{% endfor %}{% if add_generation_prompt %}<start_of_turn>model
-{% endif %}"#;

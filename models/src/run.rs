@@ -391,7 +391,7 @@ fn render_chat(
                     session.model.architecture()
                 )
             });
-            ChatTemplate::new(source, &tokenizer.bos_text(), &tokenizer.eos_text())?
+            ChatTemplate::new(source, tokenizer.bos_text(), tokenizer.eos_text())?
                 .render(messages, true)
         }
         None => Ok(messages

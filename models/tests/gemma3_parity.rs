@@ -112,7 +112,7 @@ fn fallback_chat_template_renders_gemmas_turn_format() {
         "the file carries no template"
     );
     let template =
-        ChatTemplate::new(GEMMA_TEMPLATE, &tokenizer.bos_text(), &tokenizer.eos_text()).unwrap();
+        ChatTemplate::new(GEMMA_TEMPLATE, tokenizer.bos_text(), tokenizer.eos_text()).unwrap();
     let rendered = template
         .render(&[ChatMessage::user("What is the capital of France?")], true)
         .unwrap();
