@@ -274,3 +274,30 @@ fn an_unknown_architecture_or_model_name_lists_the_known_ones() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn gemma3_by_name_prints_the_reference_continuation() {
+    // `--model gemma3-270m` resolves to the cached file (fetched by tools/fetch_test_model.sh).
+    common::gemma3_path();
+    let refs = common::gemma3_refs();
+    let case = &refs["greedy"][0];
+    assert_eq!(case["prompt"], "The capital of France is");
+    let out = lazyforge(&[
+        "run",
+        "--model",
+        "gemma3-270m",
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "16",
+        "--temperature",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.trim_end_matches('\n'), case["text"].as_str().unwrap());
+}
