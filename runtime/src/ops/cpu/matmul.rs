@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use rayon::prelude::*;
 
 /// `f32` values in one dequantized weight tile of `matmul` (64 KiB, so it stays in L2).
-const TILE_VALUES: usize = 16 * 1024;
+const TILE_VALUES: usize = 64 * 1024;
 /// Fewest multiply-adds worth a rayon task of `matvec`.
 const MIN_TASK_MACS: usize = 32 * 1024;
 
@@ -85,95 +85,88 @@ pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let tile_rows = tile_rows(m, k);
     let dense = dense_f32(w);
     let (dtype, stride, bytes) = (w.dtype(), w.row_stride_bytes(), w.host_bytes()?);
-    // Output transposed, [m, n], so that each tile owns one contiguous chunk of it.
-    let mut yt = vec![0.0f32; m * n];
-    yt.par_chunks_mut(tile_rows * n)
-        .enumerate()
-        .try_for_each_init(Vec::new, |buf: &mut Vec<f32>, (t, yt_tile)| -> Result<()> {
-            let (r0, rows) = (t * tile_rows, yt_tile.len() / n);
+    let mut y = vec![0.0f32; n * m];
+    let dst = Columns {
+        ptr: y.as_mut_ptr(),
+        len: y.len(),
+    };
+    (0..m.div_ceil(tile_rows))
+        .into_par_iter()
+        .try_for_each_init(Vec::new, |buf: &mut Vec<f32>, t| -> Result<()> {
+            let r0 = t * tile_rows;
+            let rows = tile_rows.min(m - r0);
             let tile: &[f32] = match dense {
                 Some(wf) => &wf[r0 * k..(r0 + rows) * k],
                 None => {
                     buf.resize(rows * k, 0.0);
-                    dtype::dequantize(dtype, &bytes[r0 * stride..(r0 + rows) * stride], buf)?;
+                    // In pieces small enough that `dequantize` stays on this thread.
+                    let piece_rows = (DEQUANT_PIECE_VALUES / k).max(1);
+                    for (p, out) in buf.chunks_mut(piece_rows * k).enumerate() {
+                        let b0 = (r0 + p * piece_rows) * stride;
+                        let b1 = b0 + out.len() / k * stride;
+                        dtype::dequantize(dtype, &bytes[b0..b1], out)?;
+                    }
                     buf
                 }
             };
-            tile_product(xs, tile, k, yt_tile);
+            tile_product(xs, tile, k, &dst, m, r0);
             Ok(())
         })?;
-
-    let mut y = vec![0.0f32; n * m];
-    for (r, column) in yt.chunks_exact(n).enumerate() {
-        for (i, &v) in column.iter().enumerate() {
-            y[i * m + r] = v;
-        }
-    }
     Tensor::from_f32([n, m], y)
 }
 
-/// Activation rows per register block of [`tile_product`].
-const XR: usize = 4;
-/// Weight rows per register block of [`tile_product`].
-const WR: usize = 2;
-/// Lanes of each accumulator in a register block.
-const LANES: usize = 4;
+/// Most values dequantized by one `dtype::dequantize` call of `matmul` (below the size at
+/// which it splits the work over the thread pool itself).
+const DEQUANT_PIECE_VALUES: usize = 1 << 16;
 
-/// `out[r·n + i] = x_i · w_r` for the `n` rows of `x` and the rows of `w` (all `k` wide), in
-/// register blocks of [`XR`] × [`WR`] rows so that every value loaded feeds several products
-/// (a plain dot product loads two values per multiply-add and is bound by loads).
-fn tile_product(x: &[f32], w: &[f32], k: usize, out: &mut [f32]) {
-    let (n, rows) = (x.len() / k, w.len() / k);
-    let (n_blocked, rows_blocked) = (n - n % XR, rows - rows % WR);
-    for i in (0..n_blocked).step_by(XR) {
-        let xb = &x[i * k..(i + XR) * k];
-        for r in (0..rows_blocked).step_by(WR) {
-            let d = dot_block(xb, &w[r * k..(r + WR) * k], k);
-            for (a, da) in d.iter().enumerate() {
-                for (b, &v) in da.iter().enumerate() {
-                    out[(r + b) * n + i + a] = v;
-                }
-            }
-        }
-        for r in rows_blocked..rows {
-            for a in 0..XR {
-                out[r * n + i + a] = dot(&xb[a * k..(a + 1) * k], &w[r * k..(r + 1) * k]);
-            }
-        }
-    }
-    for i in n_blocked..n {
-        for r in 0..rows {
-            out[r * n + i] = dot(&x[i * k..(i + 1) * k], &w[r * k..(r + 1) * k]);
-        }
-    }
+/// The `[n, m]` output of `matmul`, shared by the tasks that each write their own columns.
+struct Columns {
+    ptr: *mut f32,
+    len: usize,
 }
 
-/// The [`XR`] × [`WR`] dot products of `x` (`XR` rows) with `w` (`WR` rows), `k` wide.
-#[inline(always)]
-fn dot_block(x: &[f32], w: &[f32], k: usize) -> [[f32; WR]; XR] {
-    let mut acc = [[[0.0f32; LANES]; WR]; XR];
-    let body = k - k % LANES;
-    for c in (0..body).step_by(LANES) {
-        let wv: [[f32; LANES]; WR] = std::array::from_fn(|b| {
-            let at = b * k + c;
-            w[at..at + LANES].try_into().expect("LANES values")
-        });
-        for (a, acc_a) in acc.iter_mut().enumerate() {
-            let at = a * k + c;
-            let xv: [f32; LANES] = x[at..at + LANES].try_into().expect("LANES values");
-            for (acc_ab, wb) in acc_a.iter_mut().zip(&wv) {
-                for l in 0..LANES {
-                    acc_ab[l] += xv[l] * wb[l];
-                }
-            }
-        }
+// SAFETY: `Columns` is only a pointer to the output buffer, which outlives the parallel loop;
+// the tasks write disjoint column ranges of it (see `tile_product`), so sharing it across
+// threads never makes two of them touch the same value.
+unsafe impl Sync for Columns {}
+
+/// `y[i·m + r0 + r] = x_i · w_r` for the `n` rows of `x` and the rows of `w` (all `k`
+/// wide): an `f32` GEMM with `f32` accumulation, written straight into columns
+/// `r0..r0 + rows` of the `[n, m]` output (one thread; the caller parallelizes over tiles).
+fn tile_product(x: &[f32], w: &[f32], k: usize, y: &Columns, m: usize, r0: usize) {
+    let (n, rows) = (x.len() / k, w.len() / k);
+    assert!(
+        x.len() == n * k && w.len() == rows * k && r0 + rows <= m && n * m <= y.len,
+        "tile_product: sizes"
+    );
+    // SAFETY: the asserts above keep every access in bounds: `x` is `[n, k]` (row stride
+    // `k`), the tile `w` read as `wᵀ` is `[k, rows]` (row stride 1, column stride `k`), and
+    // the destination block is rows `0..n` × columns `r0..r0 + rows` of `y`'s `[n, m]`
+    // (row stride `m`), which this task alone writes (`Columns`). `read_dst` is false, so
+    // the destination is only written.
+    unsafe {
+        gemm::gemm(
+            n,
+            rows,
+            k,
+            y.ptr.add(r0),
+            1,
+            m as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
-    std::array::from_fn(|a| {
-        std::array::from_fn(|b| {
-            let tail = dot(&x[a * k + body..(a + 1) * k], &w[b * k + body..(b + 1) * k]);
-            acc[a][b].iter().sum::<f32>() + tail
-        })
-    })
 }
 
 /// The `[m, k]` dimensions of a weight matrix.
@@ -204,7 +197,8 @@ fn rows_per_task(m: usize, k: usize) -> usize {
 
 /// Weight rows per `matmul` tile: a tile fits [`TILE_VALUES`], and every thread gets a few.
 fn tile_rows(m: usize, k: usize) -> usize {
-    let cache = TILE_VALUES / k.max(1);
+    let tv = std::env::var("LF_TILE_VALUES").ok().and_then(|v| v.parse().ok()).unwrap_or(TILE_VALUES);
+    let cache = tv / k.max(1);
     let balance = m.div_ceil(4 * rayon::current_num_threads().max(1));
     cache.min(balance).max(1)
 }
