@@ -6,8 +6,8 @@
 //! product; add `-- --quick` for a short run).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use lazyforge::source::AlignedBytes;
 use lazyforge::device::Storage;
+use lazyforge::source::AlignedBytes;
 use lazyforge::{ops, DType, Tensor};
 use std::hint::black_box;
 use std::time::Duration;

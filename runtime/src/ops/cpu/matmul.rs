@@ -7,8 +7,9 @@ use crate::dtype::{self, DType};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
-/// `f32` values in one dequantized weight tile of `matmul` (64 KiB, so it stays in L2).
-const TILE_VALUES: usize = 64 * 1024;
+/// Most `f32` values in one dequantized weight tile of `matmul` (1 MiB; with the `[n, k]`
+/// activations it stays in L2, and `gemm` packs its own cache blocks from it).
+const TILE_VALUES: usize = 256 * 1024;
 /// Fewest multiply-adds worth a rayon task of `matvec`.
 const MIN_TASK_MACS: usize = 32 * 1024;
 
@@ -197,8 +198,7 @@ fn rows_per_task(m: usize, k: usize) -> usize {
 
 /// Weight rows per `matmul` tile: a tile fits [`TILE_VALUES`], and every thread gets a few.
 fn tile_rows(m: usize, k: usize) -> usize {
-    let tv = std::env::var("LF_TILE_VALUES").ok().and_then(|v| v.parse().ok()).unwrap_or(TILE_VALUES);
-    let cache = tv / k.max(1);
+    let cache = TILE_VALUES / k.max(1);
     let balance = m.div_ceil(4 * rayon::current_num_threads().max(1));
     cache.min(balance).max(1)
 }
