@@ -31,6 +31,7 @@ pub(super) fn kernel(dtype: DType) -> Option<RowsFn> {
         DType::Q4_1 => rows!(q4_1),
         DType::Q8_0 => rows!(q8_0),
         DType::Q4_K => rows!(q4_k),
+        DType::Q6_K => rows!(q6_k),
         _ => None,
     }
 }
@@ -177,4 +178,41 @@ fn q4_k(row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
     let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
     let m = _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
     _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) - m
+}
+
+/// Q6_K: sixteen 16-value sub-blocks of 6-bit values (4 from `ql`, 2 from `qh`) minus 32,
+/// signed 8-bit scales; one sub-block is one vector.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw")]
+fn q6_k(row: &[u8], x: &[f32], _: &[f32]) -> f32 {
+    let m15 = _mm512_set1_epi32(0x0F);
+    let m3 = _mm512_set1_epi32(3);
+    let o = _mm512_set1_epi32(32);
+    let mut acc = [_mm512_setzero_ps(); 4];
+    for (b, x) in blocks::<210, 256>(row, x) {
+        let d = f16_at(b, 208);
+        for h in 0..2 {
+            for cp in 0..2 {
+                let ql0 = zx16(at(b, 64 * h + 16 * cp));
+                let ql1 = zx16(at(b, 64 * h + 32 + 16 * cp));
+                let qh = zx16(at(b, 128 + 32 * h + 16 * cp));
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    let (low, high) = match p {
+                        0 => (_mm512_and_si512(ql0, m15), qh),
+                        1 => (_mm512_and_si512(ql1, m15), _mm512_srli_epi32::<2>(qh)),
+                        2 => (_mm512_srli_epi32::<4>(ql0), _mm512_srli_epi32::<4>(qh)),
+                        _ => (_mm512_srli_epi32::<4>(ql1), _mm512_srli_epi32::<6>(qh)),
+                    };
+                    let high = _mm512_slli_epi32::<4>(_mm512_and_si512(high, m3));
+                    let q = _mm512_sub_epi32(_mm512_or_si512(low, high), o);
+                    let off = 128 * h + 32 * p + 16 * cp;
+                    let s = _mm512_mul_ps(_mm512_cvtepi32_ps(q), ld(at(x, off)));
+                    let sub = 8 * h + 2 * p + cp;
+                    let dl = d * f32::from(b[192 + sub] as i8);
+                    *acc = _mm512_fmadd_ps(_mm512_set1_ps(dl), s, *acc);
+                }
+            }
+        }
+    }
+    let a = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    _mm512_reduce_add_ps(a)
 }
