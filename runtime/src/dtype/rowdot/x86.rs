@@ -365,7 +365,7 @@ fn q3_k(row: &[u8], x: &[f32], _: &[f32]) -> f32 {
 /// or Q5_K block, unpacking the 12 scale bytes as ggml's AVX2 kernel does.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn k4_scales(b: &[u8], sx: &[f32; 8]) -> ([f32; 8], __m256) {
+pub(super) fn k4_scales(b: &[u8], sx: &[f32; 8]) -> ([f32; 8], __m256) {
     const K1: u32 = 0x3f3f_3f3f;
     const K2: u32 = 0x0f0f_0f0f;
     const K3: u32 = 0x0303_0303;

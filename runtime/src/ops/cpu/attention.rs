@@ -20,7 +20,7 @@ use rayon::prelude::*;
 /// - Scores are `q·k / sqrt(head_dim)`, softmax in `f32`, then the weighted sum of values.
 ///
 /// The same call serves prefill (many queries; their own keys already appended) and decode
-/// (one query against the cache). Work is split across `(token, head)` pairs. A query that
+/// (one query against the cache). Work is split across `(token, kv head)` pairs. A query that
 /// sees no key at all (its own key was not appended) is an error naming its position.
 pub fn attention(
     q: &[f32],
@@ -64,35 +64,53 @@ pub fn attention(
     // As HF: head_dim ** -0.5 in f64, applied to the f32 scores as an f32.
     let scale = (hd as f64).powf(-0.5) as f32;
     let mut out = vec![0.0f32; q.len()];
-    out.par_chunks_mut(hd).enumerate().try_for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(slots, weights): &mut (Vec<usize>, Vec<f32>), (i, o)| -> Result<()> {
-            let (t, h) = (i / n_heads, i % n_heads);
-            let kv_head = h / group;
-            let qi = &q[i * hd..(i + 1) * hd];
-            let pos = q_positions[t];
-            let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+    // One task per (token, kv head): the group's query heads share the slot scan and each
+    // key and value is read once for all of them. Per head, the scores, softmax and
+    // weighted sum run in the same order as head by head, so results do not change.
+    out.par_chunks_mut(group * hd)
+        .enumerate()
+        .try_for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(slots, weights): &mut (Vec<usize>, Vec<f32>), (i, o)| -> Result<()> {
+                let (t, kv_head) = (i / n_kv, i % n_kv);
+                let qs = &q[i * group * hd..(i + 1) * group * hd];
+                let pos = q_positions[t];
+                let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
 
-            slots.clear();
-            weights.clear();
-            for (slot, &p) in kv.positions.iter().enumerate() {
-                if (first..=pos).contains(&p) {
-                    slots.push(slot);
-                    weights.push(dot(qi, kv.key(kv_head, slot)) * scale);
-                }
-            }
-            if slots.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "attention: the query at position {pos} sees no key (append its own key \
+                slots.clear();
+                slots.extend(
+                    kv.positions
+                        .iter()
+                        .enumerate()
+                        .filter(|&(_, p)| (first..=pos).contains(p))
+                        .map(|(slot, _)| slot),
+                );
+                if slots.is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "attention: the query at position {pos} sees no key (append its own key \
                      before attending)"
-                )));
-            }
-            softmax_in_place(weights);
-            for (&slot, &w) in slots.iter().zip(weights.iter()) {
-                axpy(w, kv.value(kv_head, slot), o);
-            }
-            Ok(())
-        },
-    )?;
+                    )));
+                }
+                let ns = slots.len();
+                weights.clear();
+                weights.resize(group * ns, 0.0);
+                for (s, &slot) in slots.iter().enumerate() {
+                    let k = kv.key(kv_head, slot);
+                    for (j, qi) in qs.chunks_exact(hd).enumerate() {
+                        weights[j * ns + s] = dot(qi, k) * scale;
+                    }
+                }
+                for w in weights.chunks_exact_mut(ns) {
+                    softmax_in_place(w);
+                }
+                for (s, &slot) in slots.iter().enumerate() {
+                    let v = kv.value(kv_head, slot);
+                    for (j, oj) in o.chunks_exact_mut(hd).enumerate() {
+                        axpy(weights[j * ns + s], v, oj);
+                    }
+                }
+                Ok(())
+            },
+        )?;
     Ok(out)
 }

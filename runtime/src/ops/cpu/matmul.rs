@@ -10,8 +10,12 @@ use rayon::prelude::*;
 /// Most `f32` values in one dequantized weight tile of `matmul` (1 MiB; with the `[n, k]`
 /// activations it stays in L2, and `gemm` packs its own cache blocks from it).
 const TILE_VALUES: usize = 256 * 1024;
-/// Fewest multiply-adds worth a rayon task of `matvec`.
-const MIN_TASK_MACS: usize = 32 * 1024;
+/// Fewest multiply-adds worth a rayon task of `matvec` (a task's dispatch costs about a
+/// microsecond; 64 Ki fused multiply-adds take several).
+const MIN_TASK_MACS: usize = 64 * 1024;
+/// `matvec` tasks per thread: few, since decode's matrices are small and every row costs
+/// the same (two per thread still lets a thread that finishes early take over).
+const TASKS_PER_THREAD: usize = 2;
 
 /// `y = W x`: `w` is `[m, k]` in any dtype, `x` has `k` values; returns `m` values.
 ///
@@ -191,7 +195,7 @@ fn dense_f32(w: &Tensor) -> Option<&[f32]> {
 
 /// Rows per `matvec` task: about eight tasks per thread, none too small to be worth it.
 fn rows_per_task(m: usize, k: usize) -> usize {
-    let balance = m.div_ceil(8 * rayon::current_num_threads().max(1));
+    let balance = m.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads().max(1));
     let overhead = MIN_TASK_MACS.div_ceil(k.max(1));
     balance.max(overhead).clamp(1, m.max(1))
 }

@@ -54,8 +54,14 @@ pub fn layer_norm_in_place(
     Ok(())
 }
 
-/// Checks `x` (`f32`, `[..., d]`) against a `[d]` parameter and returns the parameter in `f32`.
-fn norm_param(op: &str, name: &str, x: &Tensor, param: &Tensor) -> Result<Vec<f32>> {
+/// Checks `x` (`f32`, `[..., d]`) against a `[d]` parameter and returns the parameter in `f32`
+/// (borrowed when it is stored as `f32`, dequantized otherwise).
+fn norm_param<'a>(
+    op: &str,
+    name: &str,
+    x: &Tensor,
+    param: &'a Tensor,
+) -> Result<std::borrow::Cow<'a, [f32]>> {
     if x.dtype() != DType::F32 {
         return Err(Error::DType {
             context: format!("{op}: activations x"),
@@ -78,7 +84,10 @@ fn norm_param(op: &str, name: &str, x: &Tensor, param: &Tensor) -> Result<Vec<f3
             param.shape(),
         ));
     }
-    param.to_f32_vec()
+    if let Ok(w) = param.as_f32() {
+        return Ok(std::borrow::Cow::Borrowed(w));
+    }
+    param.to_f32_vec().map(std::borrow::Cow::Owned)
 }
 
 /// RMSNorm of each `weight.len()`-long row of `x`.
