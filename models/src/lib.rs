@@ -30,6 +30,8 @@ pub mod cache;
 pub mod chat;
 pub mod error;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate;
 pub mod inspect;
 pub mod llama;
