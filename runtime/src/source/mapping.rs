@@ -251,6 +251,15 @@ impl Mapping {
             return Ok(Duration::ZERO);
         };
         self.check_unchanged()?;
+        self.fault_in_unchecked(m, range)
+    }
+
+    /// [`Mapping::fault_in`] without the check that the file is unchanged.
+    fn fault_in_unchecked(
+        &self,
+        m: &memmap2::Mmap,
+        range: std::ops::Range<usize>,
+    ) -> Result<Duration> {
         let start = Instant::now();
         if range.is_empty() {
             return Ok(Duration::ZERO);
@@ -401,6 +410,46 @@ impl AlignedBytes {
     /// Whether the buffer is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The race the size check cannot close: the file is cut after the check and before
+    /// the pages are touched. Populating reports it instead of raising SIGBUS.
+    #[test]
+    fn faulting_in_pages_past_a_new_end_of_file_is_an_error_not_a_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.bin");
+        std::fs::write(&path, vec![7u8; 64 * 1024]).unwrap();
+        let m = Mapping::open(&path, MapPolicy::Auto).unwrap();
+        let Backing::Mapped(map, _) = &m.backing else {
+            panic!("not mapped");
+        };
+        if map
+            .advise_range(memmap2::Advice::PopulateRead, 0, PAGE)
+            .is_err()
+        {
+            eprintln!("MADV_POPULATE_READ unsupported by this kernel: skipped");
+            return;
+        }
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(PAGE as u64)
+            .unwrap();
+        let err = m.fault_in_unchecked(map, 0..64 * 1024).unwrap_err();
+        assert!(matches!(err, Error::Changed { .. }), "{err:?}");
+        assert!(err.to_string().contains("w.bin"), "{err}");
+        // The first page is still in the file.
+        m.fault_in_unchecked(map, 0..PAGE).unwrap();
+        // And positioned reads past the new end are errors too.
+        let mut buf = [0u8; 16];
+        let err = m.read_exact_at(2 * PAGE as u64, &mut buf).unwrap_err();
+        assert!(matches!(err, Error::Changed { .. }), "{err:?}");
     }
 }
 
