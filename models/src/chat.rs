@@ -239,14 +239,11 @@ fn check_format_widths(format: &str) -> Result<(), minijinja::Error> {
                 continue;
             }
         };
-        let mut n: usize = 0;
-        for &b in &bytes[i + 1..spec_end] {
-            if b.is_ascii_digit() {
-                n = n.saturating_mul(10).saturating_add((b - b'0') as usize);
-                check_width("format width", n)?;
-            } else {
-                n = 0;
-            }
+        for run in bytes[i + 1..spec_end].split(|b| !b.is_ascii_digit()) {
+            let n = run.iter().fold(0usize, |n, &b| {
+                n.saturating_mul(10).saturating_add((b - b'0') as usize)
+            });
+            check_width("format width", n)?;
         }
         i = spec_end.max(i + 1);
     }
