@@ -173,7 +173,9 @@ fn environment() -> Environment<'static> {
         |value: &Value, indent: Option<Value>, kwargs: Kwargs| {
             let width = match &indent {
                 Some(i) => i.as_usize(),
-                None => kwargs.peek::<Option<Value>>("indent")?.and_then(|i| i.as_usize()),
+                None => kwargs
+                    .peek::<Option<Value>>("indent")?
+                    .and_then(|i| i.as_usize()),
             };
             check_width("tojson indent", width.unwrap_or(0))?;
             minijinja::filters::tojson(value, indent, kwargs)

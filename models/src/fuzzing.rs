@@ -78,8 +78,11 @@ const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['r
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     use lazyforge::source::gguf::{GgufWriter, MetaType, WriteValue};
     let strings = |v: &[&str]| {
-        WriteValue::array(MetaType::String, v.iter().map(|s| WriteValue::from(*s)).collect())
-            .expect("strings make a string array")
+        WriteValue::array(
+            MetaType::String,
+            v.iter().map(|s| WriteValue::from(*s)).collect(),
+        )
+        .expect("strings make a string array")
     };
     match target {
         "tokenizer" => {

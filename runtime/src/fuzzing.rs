@@ -184,7 +184,9 @@ pub fn dequant(data: &[u8]) {
         assert!(dtype::dequantize(dtype, bytes, &mut values[1..]).is_err());
         assert!(dtype::dot(dtype, &bytes[1..], &values[..n - bs]).is_err());
     }
-    let x: Vec<f32> = (0..n).map(|i| ((i * 7 + 3) % 17) as f32 / 4.0 - 2.0).collect();
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((i * 7 + 3) % 17) as f32 / 4.0 - 2.0)
+        .collect();
     let Ok(fused) = dtype::dot(dtype, bytes, &x) else {
         panic!("{dtype}: dot of {blocks} whole blocks failed");
     };
@@ -204,7 +206,11 @@ pub fn dequant(data: &[u8]) {
 /// bound also scales with the largest value and the activations).
 fn check_dot(dtype: DType, w: &[f32], x: &[f32], fused: f32) {
     let exact: f64 = w.iter().zip(x).map(|(&a, &b)| a as f64 * b as f64).sum();
-    let magnitude: f64 = w.iter().zip(x).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+    let magnitude: f64 = w
+        .iter()
+        .zip(x)
+        .map(|(&a, &b)| (a as f64 * b as f64).abs())
+        .sum();
     let largest = w.iter().fold(0f64, |m, &a| m.max((a as f64).abs()));
     let spread: f64 = x.iter().map(|&b| (b as f64).abs()).sum::<f64>() * largest;
     if !exact.is_finite() || !spread.is_finite() || spread > f32::MAX as f64 / 64.0 {
@@ -229,12 +235,21 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     match target {
         "gguf" => {
             let mut out = Vec::new();
-            for dtype in [DType::F32, DType::F16, DType::Q4_0, DType::Q8_0, DType::Q4_K] {
+            for dtype in [
+                DType::F32,
+                DType::F16,
+                DType::Q4_0,
+                DType::Q8_0,
+                DType::Q4_K,
+            ] {
                 let mut w = GgufWriter::new();
                 w.add_metadata("general.architecture", "llama").unwrap();
                 w.add_metadata("llama.block_count", 1u32).unwrap();
                 w.add_metadata("general.name", "seed").unwrap();
-                let strings = ["a", "bc", "<s>"].iter().map(|s| WriteValue::from(*s)).collect();
+                let strings = ["a", "bc", "<s>"]
+                    .iter()
+                    .map(|s| WriteValue::from(*s))
+                    .collect();
                 w.add_array("tokenizer.ggml.tokens", MetaType::String, strings)
                     .unwrap();
                 let ints = (0..4).map(WriteValue::I32).collect();

@@ -68,10 +68,22 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     const TB: u64 = 1 << 40;
     let mut c = Vec::new();
     let mut add = |name, file, bytes| c.push((name, file, bytes));
-    add("tensor count u64::MAX", "a.gguf", Raw::gguf(u64::MAX, 0).pad(64));
+    add(
+        "tensor count u64::MAX",
+        "a.gguf",
+        Raw::gguf(u64::MAX, 0).pad(64),
+    );
     add("tensor count 2^63", "a.gguf", Raw::gguf(1 << 63, 0).pad(64));
-    add("metadata count u64::MAX - 1", "a.gguf", Raw::gguf(0, u64::MAX - 1).pad(64));
-    add("metadata count 2^60 (fits u64 * entry size)", "a.gguf", Raw::gguf(0, 1 << 60).pad(64));
+    add(
+        "metadata count u64::MAX - 1",
+        "a.gguf",
+        Raw::gguf(0, u64::MAX - 1).pad(64),
+    );
+    add(
+        "metadata count 2^60 (fits u64 * entry size)",
+        "a.gguf",
+        Raw::gguf(0, 1 << 60).pad(64),
+    );
     // A key claiming 2^62 bytes.
     add("key length 2^62", "a.gguf", {
         let mut r = Raw::gguf(0, 1);
@@ -135,23 +147,47 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         r.pad(256)
     });
     let tiny = r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
-    add("safetensors header length 2^63", "a.safetensors", safetensors(Some(1 << 63), tiny, 8));
-    add("safetensors header length u64::MAX", "a.safetensors", safetensors(Some(u64::MAX), tiny, 8));
-    add("safetensors header length 99 MB in a small file", "a.safetensors", safetensors(Some(99_000_000), tiny, 8));
+    add(
+        "safetensors header length 2^63",
+        "a.safetensors",
+        safetensors(Some(1 << 63), tiny, 8),
+    );
+    add(
+        "safetensors header length u64::MAX",
+        "a.safetensors",
+        safetensors(Some(u64::MAX), tiny, 8),
+    );
+    add(
+        "safetensors header length 99 MB in a small file",
+        "a.safetensors",
+        safetensors(Some(99_000_000), tiny, 8),
+    );
     add(
         "safetensors shape product overflows",
         "a.safetensors",
-        safetensors(None, r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}}"#, 8),
+        safetensors(
+            None,
+            r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}}"#,
+            8,
+        ),
     );
     add(
         "safetensors tensor of 1 EB (a consistent header, a small file)",
         "a.safetensors",
-        safetensors(None, r#"{"w":{"dtype":"U8","shape":[1152921504606846976],"data_offsets":[0,1152921504606846976]}}"#, 8),
+        safetensors(
+            None,
+            r#"{"w":{"dtype":"U8","shape":[1152921504606846976],"data_offsets":[0,1152921504606846976]}}"#,
+            8,
+        ),
     );
     add(
         "safetensors offsets past usize",
         "a.safetensors",
-        safetensors(None, r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551616]}}"#, 8),
+        safetensors(
+            None,
+            r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551616]}}"#,
+            8,
+        ),
     );
     c
 }
@@ -172,7 +208,10 @@ fn run_case(dir: &Path, file: &str, bytes: &[u8]) -> Option<String> {
             }
             Ok(ckpt) => {
                 for t in ckpt.tensors() {
-                    if let Err(e) = ckpt.lazy(&t.name, Device::Cpu).and_then(|l| l.get().map(|_| ())) {
+                    if let Err(e) = ckpt
+                        .lazy(&t.name, Device::Cpu)
+                        .and_then(|l| l.get().map(|_| ()))
+                    {
                         first.get_or_insert(e.to_string());
                     }
                 }
@@ -218,7 +257,12 @@ fn absurd_sizes_child() {
 fn absurd_sizes_are_errors_under_1_gib() {
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .args(["absurd_sizes_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "absurd_sizes_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, "1")
         .output()
         .unwrap();
@@ -236,6 +280,9 @@ fn absurd_sizes_are_errors_under_1_gib() {
     );
     // Each error says what is wrong with the file.
     for line in stdout.lines().filter(|l| l.starts_with("refused: ")) {
-        assert!(line.contains("a.gguf") || line.contains("a.safetensors"), "{line}");
+        assert!(
+            line.contains("a.gguf") || line.contains("a.safetensors"),
+            "{line}"
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! naming the file, never a SIGBUS (see `source/mapping.rs` for what is checked, and the
 //! window that remains).
 
-use lazyforge::source::gguf::GgufWriter;
 use lazyforge::source::checkpoint::OpenOptions;
+use lazyforge::source::gguf::GgufWriter;
 use lazyforge::{Checkpoint, DType, Device, Error};
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,8 @@ fn write(dir: &Path) -> PathBuf {
     w.add_metadata("general.architecture", "test").unwrap();
     for (i, name) in ["a", "b", "c"].iter().enumerate() {
         let bytes: Vec<u8> = values(i).iter().flat_map(|v| v.to_le_bytes()).collect();
-        w.add_tensor(*name, DType::F32, &[N / 64, 64], &bytes).unwrap();
+        w.add_tensor(*name, DType::F32, &[N / 64, 64], &bytes)
+            .unwrap();
     }
     let q = vec![0x3cu8; DType::Q8_0.bytes_for(N).unwrap()];
     w.add_tensor("q", DType::Q8_0, &[N / 64, 64], &q).unwrap();
@@ -55,7 +56,10 @@ fn truncated_between_open_and_first_use_is_an_error_naming_the_file() {
     for force_read in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path());
-        let ckpt = OpenOptions::new().force_read(force_read).open(&path).unwrap();
+        let ckpt = OpenOptions::new()
+            .force_read(force_read)
+            .open(&path)
+            .unwrap();
         assert_eq!(ckpt.files()[0].is_mapped(), !force_read);
         let first = ckpt.tensor("a").unwrap().offset;
         let len = std::fs::metadata(&path).unwrap().len();

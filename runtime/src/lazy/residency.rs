@@ -741,7 +741,13 @@ const CONVERT_CHUNK_VALUES: usize = 1 << 20;
 /// The stored bytes are copied in chunks with positioned reads, never read through the
 /// map: a file truncated under us is an error naming it, not a `SIGBUS`, and the copy
 /// needs only one chunk of memory.
-fn dequantize_from(file: &Mapping, dtype: DType, offset: u64, len: usize, n: u64) -> Result<Vec<f32>> {
+fn dequantize_from(
+    file: &Mapping,
+    dtype: DType,
+    offset: u64,
+    len: usize,
+    n: u64,
+) -> Result<Vec<f32>> {
     let n = usize::try_from(n)
         .map_err(|_| Error::Invalid(format!("{n} values do not fit in memory")))?;
     if dtype.bytes_for(n) != Some(len) {

@@ -268,13 +268,16 @@ impl Mapping {
         match m.advise_range(memmap2::Advice::PopulateRead, range.start, range.len()) {
             Ok(()) => return Ok(start.elapsed()),
             Err(e) if e.raw_os_error() == Some(libc::EFAULT) => {
-                return Err(self.check_unchanged().err().unwrap_or_else(|| Error::Changed {
-                    path: self.path.clone(),
-                    reason: format!(
-                        "bytes {}..{} can no longer be read from it",
-                        range.start, range.end
-                    ),
-                }))
+                return Err(self
+                    .check_unchanged()
+                    .err()
+                    .unwrap_or_else(|| Error::Changed {
+                        path: self.path.clone(),
+                        reason: format!(
+                            "bytes {}..{} can no longer be read from it",
+                            range.start, range.end
+                        ),
+                    }))
             }
             // EINVAL: a kernel before 5.14; touch the pages below.
             Err(_) => {}

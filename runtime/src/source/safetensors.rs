@@ -68,7 +68,10 @@ impl SafetensorsFile {
             .map_err(|e| corrupt(8, format!("invalid header: {e}")))?;
         let data_start = 8 + header_len;
         let data_len = parsed.data_len() as u64;
-        if data_start.checked_add(data_len).is_none_or(|end| end > mapping.len()) {
+        if data_start
+            .checked_add(data_len)
+            .is_none_or(|end| end > mapping.len())
+        {
             return Err(corrupt(
                 data_start,
                 format!(
