@@ -19,6 +19,15 @@ struct Attempts {
     last_error: Option<&'static str>,
 }
 
+/// Model only: what one caller saw on its way through `materialize`.
+#[derive(Default, Clone, Copy, Debug)]
+struct Trace {
+    /// `failures_seen` before queueing on the load lock.
+    failures_before: u64,
+    /// Failures already recorded when it got the lock; `None` if it never took the lock.
+    failures_at_lock: Option<u64>,
+}
+
 #[derive(Default)]
 struct Slot {
     tensor: Mutex<Option<Arc<u32>>>,
@@ -45,8 +54,12 @@ impl Drop for Pinned<'_> {
 
 impl Slot {
     fn get(&self) -> Result<Pinned<'_>, &'static str> {
+        self.get_traced(&mut Trace::default())
+    }
+
+    fn get_traced(&self, trace: &mut Trace) -> Result<Pinned<'_>, &'static str> {
         self.pins.fetch_add(1, Ordering::AcqRel);
-        match self.materialize() {
+        match self.materialize(trace) {
             Ok(tensor) => Ok(Pinned { slot: self, tensor }),
             Err(e) => {
                 self.pins.fetch_sub(1, Ordering::AcqRel);
@@ -59,12 +72,14 @@ impl Slot {
         self.tensor.lock().unwrap().clone()
     }
 
-    fn materialize(&self) -> Result<Arc<u32>, &'static str> {
+    fn materialize(&self, trace: &mut Trace) -> Result<Arc<u32>, &'static str> {
         if let Some(t) = self.resident_tensor() {
             return Ok(t);
         }
         let failures_before = self.failures_seen.load(Ordering::Acquire);
         let mut attempts = self.attempt.lock().unwrap();
+        trace.failures_before = failures_before;
+        trace.failures_at_lock = Some(attempts.failures);
         if let Some(t) = self.resident_tensor() {
             return Ok(t);
         }
@@ -136,10 +151,9 @@ fn eviction_never_takes_a_pinned_tensor() {
     });
 }
 
-/// A failed load is reported to the callers that waited for it, not retried by them; a
-/// caller that arrives after the failure retries. (Which of the two a caller was is not
-/// observable from outside, so this checks the outcomes both allow: never two loads with
-/// two errors from a one-shot failure, and every pin given back.)
+/// A failed load is reported to the callers that waited for it (they queued on the load
+/// lock before the failure was published), not retried by them; a caller that arrives
+/// after the failure retries.
 #[test]
 fn a_failure_is_shared_with_waiters_and_retried_by_later_callers() {
     loom::model(|| {
@@ -148,10 +162,23 @@ fn a_failure_is_shared_with_waiters_and_retried_by_later_callers() {
             ..Slot::default()
         });
         let other = Arc::clone(&slot);
-        let t = thread::spawn(move || other.get().map(|p| *p.tensor));
-        let here = slot.get().map(|p| *p.tensor);
+        let t = thread::spawn(move || {
+            let mut trace = Trace::default();
+            let r = other.get_traced(&mut trace).map(|p| *p.tensor);
+            (r, trace)
+        });
+        let mut trace = Trace::default();
+        let here = (slot.get_traced(&mut trace).map(|p| *p.tensor), trace);
         let there = t.join().unwrap();
-        let errors = [here, there].iter().filter(|r| r.is_err()).count();
+        for (result, trace) in [here, there] {
+            if let Some(at_lock) = trace.failures_at_lock {
+                // Queued before a failure it then found: it must share that error.
+                if at_lock > trace.failures_before {
+                    assert_eq!(result, Err("load failed"), "{trace:?}");
+                }
+            }
+        }
+        let errors = [here.0, there.0].iter().filter(|r| r.is_err()).count();
         let loads = slot.loads.load(Ordering::Relaxed);
         assert!(
             (errors == 2 && loads == 1) || (errors == 1 && loads == 2),
