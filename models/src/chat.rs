@@ -4,9 +4,23 @@
 //!
 //! transformers renders with `trim_blocks` and `lstrip_blocks` on, Python string methods
 //! (`.strip()`, `.startswith()`) available and a `raise_exception` function; so do we.
+//!
+//! A template comes from a file we did not write, so it is treated as untrusted code:
+//!
+//! - it cannot read files: the environment has no loader, so `include`, `import`,
+//!   `extends` and `from` find no template and fail;
+//! - it cannot run without bound: each render has [`FUEL_BASE`] instructions of fuel plus
+//!   [`FUEL_PER_MESSAGE`] per message (minijinja's `fuel`), and calls nest at most
+//!   [`RECURSION_LIMIT`] deep;
+//! - it cannot allocate without bound through a count or width argument: `batch`,
+//!   `slice`, `indent`, `tojson(indent=…)` and widths in `format` / `str.format` specs are
+//!   limited to [`MAX_WIDTH`] (minijinja itself limits `range` and string repetition);
+//! - the text it renders is only text: message contents and metadata strings are values,
+//!   never template source or format strings.
 
 use crate::error::{Error, Result};
-use minijinja::{context, Environment, ErrorKind};
+use minijinja::value::{Kwargs, Rest, StringInput, Value};
+use minijinja::{context, Environment, ErrorKind, State};
 use serde::{Deserialize, Serialize};
 
 /// One turn of a conversation.
@@ -81,7 +95,9 @@ impl ChatTemplate {
     /// The prompt text for `messages`; with `add_generation_prompt`, it ends with the
     /// opening of an assistant turn, for the model to complete.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let env = environment();
+        let mut env = environment();
+        let fuel = FUEL_BASE.saturating_add(FUEL_PER_MESSAGE.saturating_mul(messages.len() as u64));
+        env.set_fuel(Some(fuel));
         let template = env
             .template_from_str(&self.source)
             .map_err(|e| template_error("compiling", &e))?;
@@ -101,19 +117,139 @@ impl ChatTemplate {
     }
 }
 
-/// A minijinja environment configured like transformers' chat-template environment.
+/// Instructions one render may execute, whatever the conversation (real templates take a
+/// few hundred per message).
+pub const FUEL_BASE: u64 = 200_000;
+
+/// Instructions one render may execute per message, on top of [`FUEL_BASE`].
+pub const FUEL_PER_MESSAGE: u64 = 20_000;
+
+/// How deep calls (macros, loops, conditions) may nest while rendering.
+pub const RECURSION_LIMIT: usize = 64;
+
+/// The largest count or width a template may pass to a filter that allocates that many
+/// items or characters (`batch`, `slice`, `indent`, `tojson`, `format` widths).
+pub const MAX_WIDTH: usize = 10_000;
+
+/// A minijinja environment configured like transformers' chat-template environment, with
+/// the limits of the module docs. It has no loader: templates cannot reach files.
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_recursion_limit(RECURSION_LIMIT);
+    env.set_fuel(Some(FUEL_BASE));
+    env.set_unknown_method_callback(|state, value, method, args| {
+        if method == "format" {
+            if let Some(s) = value.as_str() {
+                check_format_widths(s)?;
+            }
+        }
+        minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+    });
     env.add_function(
         "raise_exception",
         |message: String| -> Result<String, minijinja::Error> {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
         },
     );
+    env.add_filter(
+        "batch",
+        |state: &State, value: Value, count: usize, fill: Option<Value>| {
+            check_width("batch", count)?;
+            minijinja::filters::batch(state, value, count, fill)
+        },
+    );
+    env.add_filter(
+        "slice",
+        |state: &State, value: Value, count: usize, fill: Option<Value>| {
+            check_width("slice", count)?;
+            minijinja::filters::slice(state, value, count, fill)
+        },
+    );
+    env.add_filter("indent", bounded_indent);
+    env.add_filter(
+        "tojson",
+        |value: &Value, indent: Option<Value>, kwargs: Kwargs| {
+            let width = match &indent {
+                Some(i) => i.as_usize(),
+                None => kwargs
+                    .peek::<Option<Value>>("indent")?
+                    .and_then(|i| i.as_usize()),
+            };
+            check_width("tojson indent", width.unwrap_or(0))?;
+            minijinja::filters::tojson(value, indent, kwargs)
+        },
+    );
+    env.add_filter(
+        "format",
+        |state: &State, format: &Value, args: Rest<Value>| {
+            if let Some(s) = format.as_str() {
+                check_format_widths(s)?;
+            }
+            minijinja::filters::format(state, format, args)
+        },
+    );
     env
+}
+
+/// minijinja's `indent`, with its width limited to [`MAX_WIDTH`].
+fn bounded_indent(
+    value: StringInput<'_>,
+    width: Option<usize>,
+    first: Option<bool>,
+    blank: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<Value, minijinja::Error> {
+    let w = match width {
+        Some(w) => Some(w),
+        None => kwargs.peek::<Option<usize>>("width")?,
+    };
+    check_width("indent", w.unwrap_or(0))?;
+    minijinja::filters::indent(value, width, first, blank, kwargs)
+}
+
+/// Refuses a count or width above [`MAX_WIDTH`].
+fn check_width(what: &str, n: usize) -> Result<(), minijinja::Error> {
+    if n > MAX_WIDTH {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{what}: {n} is more than the {MAX_WIDTH} a chat template may ask for"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a printf-style (`%08.3f`) or Python-style (`{:>8}`) format string any of whose
+/// widths or precisions is above [`MAX_WIDTH`]: each would allocate that many characters.
+fn check_format_widths(format: &str) -> Result<(), minijinja::Error> {
+    let bytes = format.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Inside a `%…` or `{…}` spec, every run of digits is a width, precision or index.
+        let spec_end = match bytes[i] {
+            b'%' => bytes[i + 1..]
+                .iter()
+                .position(|b| b.is_ascii_alphabetic() || *b == b'%')
+                .map_or(bytes.len(), |p| i + 1 + p),
+            b'{' => bytes[i + 1..]
+                .iter()
+                .position(|&b| b == b'}')
+                .map_or(bytes.len(), |p| i + 1 + p),
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        for run in bytes[i + 1..spec_end].split(|b| !b.is_ascii_digit()) {
+            let n = run.iter().fold(0usize, |n, &b| {
+                n.saturating_mul(10).saturating_add((b - b'0') as usize)
+            });
+            check_width("format width", n)?;
+        }
+        i = spec_end.max(i + 1);
+    }
+    Ok(())
 }
 
 /// An [`Error::ChatTemplate`] with minijinja's message and, where it has one, the line.

@@ -31,6 +31,8 @@ pub mod chat;
 pub mod cli;
 pub mod error;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gemma3;
 pub mod generate;
 pub mod hf;

@@ -37,6 +37,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A file changed on disk after it was opened (truncated, extended or rewritten), so the
+    /// offsets read at open no longer describe it. Reopen the checkpoint.
+    #[error("{path}: the file changed after it was opened ({reason}); reopen the checkpoint")]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// What changed.
+        reason: String,
+    },
+
     /// A well-formed file in a format or version this build does not read.
     #[error("{path}: unsupported: {reason}")]
     Unsupported {

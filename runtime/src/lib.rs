@@ -8,6 +8,8 @@ extern crate self as lazyforge;
 pub mod device;
 pub mod dtype;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lazy;
 pub mod module;
 pub mod ops;

@@ -75,8 +75,9 @@ fn failed_load_errors_for_all_and_a_later_retry_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_checkpoint(dir.path());
     let original = std::fs::read(&path).unwrap();
-    // Positioned reads, so that truncating the file makes reads fail (a truncated mapping
-    // would fault instead: checkpoints must not change while mapped).
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    // Positioned reads, so that truncating the file makes the reads themselves fail (a
+    // mapped file is refused before reading: see tests/changed_files.rs).
     let ckpt = OpenOptions::new().force_read(true).open(&path).unwrap();
     let w = Arc::new(ckpt.lazy("w", Device::Cpu).unwrap());
 
@@ -109,7 +110,15 @@ fn failed_load_errors_for_all_and_a_later_retry_succeeds() {
     assert_eq!(w.stats().loads, 0);
     assert!(w.stats().failures >= 1);
 
+    // Back as it was when opened, time included (a file rewritten since it was opened is
+    // refused), so the retry succeeds.
     std::fs::write(&path, &original).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
     assert_eq!(w.get().unwrap().as_f32().unwrap(), values().as_slice());
     assert_eq!(w.stats().loads, 1);
 }

@@ -88,6 +88,8 @@ fn shard_names_that_escape_the_directory_are_refused() {
         "../model.safetensors",
         "/etc/passwd",
         "sub/../../x.safetensors",
+        "./../x.safetensors",
+        "..",
         "",
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -96,6 +98,52 @@ fn shard_names_that_escape_the_directory_are_refused() {
         let err = Checkpoint::open(dir.path()).unwrap_err();
         assert!(err.to_string().contains("refused"), "{bad}: {err}");
     }
+}
+
+/// How a Hugging Face cache snapshot looks: the snapshot directory holds symlinks to
+/// content-addressed blobs in a sibling directory. Shard names are checked as names (no
+/// `..`, not absolute), not by where a link points, so the links are followed.
+#[cfg(unix)]
+#[test]
+fn symlinked_shards_are_followed_like_a_hub_cache_snapshot() {
+    let root = tempfile::tempdir().unwrap();
+    let blobs = root.path().join("blobs");
+    let snapshot = root.path().join("snapshots").join("abc123");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::create_dir_all(&snapshot).unwrap();
+    write_shards(&blobs, "{}");
+    for (i, name) in [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let blob = blobs.join(format!("sha256-{i}"));
+        std::fs::rename(blobs.join(name), &blob).unwrap();
+        // Relative links up and across, as the hub's cache writes them.
+        std::os::unix::fs::symlink(
+            Path::new("../..").join("blobs").join(format!("sha256-{i}")),
+            snapshot.join(name),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        snapshot.join("model.safetensors.index.json"),
+        r#"{"weight_map": {"x": "model-00001-of-00002.safetensors", "y": "model-00002-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
+    let ckpt = Checkpoint::open(&snapshot).unwrap();
+    let y = ckpt.lazy("y", Device::Cpu).unwrap();
+    assert_eq!(y.get().unwrap().as_f32().unwrap(), &[10., 11., 12., 13.]);
+    // A name that climbs out is still refused, even where the target exists.
+    std::fs::write(
+        snapshot.join("model.safetensors.index.json"),
+        r#"{"weight_map": {"x": "../abc123/model-00001-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
+    let err = Checkpoint::open(&snapshot).unwrap_err();
+    assert!(err.to_string().contains("refused"), "{err}");
 }
 
 #[test]

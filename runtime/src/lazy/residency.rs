@@ -31,7 +31,7 @@ use super::metrics::{LoadCounters, LoadStats};
 use crate::device::{Device, Storage, Tensor};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::source::{Mapping, TensorInfo};
+use crate::source::{AlignedBytes, Mapping, TensorInfo};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -704,6 +704,9 @@ impl Slot {
     /// The tensor on the device, and the time spent faulting mapped pages in.
     fn read_and_convert(&self) -> Result<(Tensor, Duration)> {
         let info = &self.info;
+        // A file truncated or rewritten since it was opened is refused before any of its
+        // bytes are touched.
+        self.file.check_unchanged()?;
         let len = usize::try_from(info.len)
             .map_err(|_| Error::Invalid(format!("{} bytes do not fit in memory", info.len)))?;
         let shape = info.shape.clone();
@@ -726,22 +729,45 @@ impl Slot {
             return Ok((t, Duration::ZERO));
         }
         // Conversion to f32 (validated when the handle was made).
-        let values = match self.file.mapped_slice(info.offset, len)? {
-            Some(bytes) => dequantize_to_vec(info.dtype, bytes, info.elem_count())?,
-            None => {
-                let bytes = self.file.read_to_aligned(info.offset, len)?;
-                dequantize_to_vec(info.dtype, bytes.as_slice(), info.elem_count())?
-            }
-        };
+        let values = dequantize_from(&self.file, info.dtype, info.offset, len, info.elem_count())?;
         Ok((Tensor::from_f32(shape, values)?, Duration::ZERO))
     }
 }
 
-fn dequantize_to_vec(dtype: DType, bytes: &[u8], n: u64) -> Result<Vec<f32>> {
+/// Values converted in one step of [`dequantize_from`]: 4 MiB of `f32`s.
+const CONVERT_CHUNK_VALUES: usize = 1 << 20;
+
+/// Reads `len` bytes of `dtype` at `offset` of `file` and dequantizes them to `n` values.
+/// The stored bytes are copied in chunks with positioned reads, never read through the
+/// map: a file truncated under us is an error naming it, not a `SIGBUS`, and the copy
+/// needs only one chunk of memory.
+fn dequantize_from(
+    file: &Mapping,
+    dtype: DType,
+    offset: u64,
+    len: usize,
+    n: u64,
+) -> Result<Vec<f32>> {
     let n = usize::try_from(n)
         .map_err(|_| Error::Invalid(format!("{n} values do not fit in memory")))?;
+    if dtype.bytes_for(n) != Some(len) {
+        return Err(Error::Invalid(format!(
+            "{n} values of {dtype} do not take {len} bytes"
+        )));
+    }
     let mut out = vec![0.0f32; n];
-    crate::dtype::dequantize(dtype, bytes, &mut out)?;
+    let block = dtype.block_size();
+    let chunk_values = (CONVERT_CHUNK_VALUES / block).max(1) * block;
+    let chunk_bytes = chunk_values / block * dtype.type_size();
+    let mut buf = AlignedBytes::zeroed(chunk_bytes.min(len));
+    let mut at = offset;
+    for values in out.chunks_mut(chunk_values) {
+        let bytes = values.len() / block * dtype.type_size();
+        let buf = &mut buf.as_mut_slice()[..bytes];
+        file.read_exact_at(at, buf)?;
+        crate::dtype::dequantize(dtype, buf, values)?;
+        at += bytes as u64;
+    }
     Ok(out)
 }
 

@@ -117,6 +117,12 @@ impl Checkpoint {
             return Checkpoint::open_sharded(path, options);
         }
         let mapping = Arc::new(Mapping::open(path, options.map_policy)?);
+        Checkpoint::from_mapping(path, mapping)
+    }
+
+    /// A checkpoint over one opened file (GGUF or safetensors, told apart by its first
+    /// bytes).
+    pub(crate) fn from_mapping(path: &Path, mapping: Arc<Mapping>) -> Result<Checkpoint> {
         match sniff(&mapping)? {
             Sniffed::Gguf => Checkpoint::from_gguf(GgufFile::from_mapping(mapping)?),
             Sniffed::Safetensors => {

@@ -68,7 +68,10 @@ impl SafetensorsFile {
             .map_err(|e| corrupt(8, format!("invalid header: {e}")))?;
         let data_start = 8 + header_len;
         let data_len = parsed.data_len() as u64;
-        if data_start + data_len > mapping.len() {
+        if data_start
+            .checked_add(data_len)
+            .is_none_or(|end| end > mapping.len())
+        {
             return Err(corrupt(
                 data_start,
                 format!(
@@ -159,7 +162,12 @@ impl ShardIndex {
     /// Reads and parses an index file.
     pub fn read(path: &Path) -> Result<ShardIndex> {
         let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
+        ShardIndex::parse(path, &text)
+    }
+
+    /// Parses an index's bytes; `path` names it in messages.
+    pub fn parse(path: &Path, text: &[u8]) -> Result<ShardIndex> {
+        serde_json::from_slice(text).map_err(|e| Error::Corrupt {
             path: path.to_path_buf(),
             format: "safetensors index",
             offset: e.column() as u64,

@@ -1,0 +1,1 @@
+//! Empty: the model is in `tests/slot.rs`.
