@@ -11,7 +11,7 @@ use crate::dtype::{self, DType};
 use crate::source::gguf::{GgufFile, MetaType, MetaValue};
 use crate::source::safetensors::{SafetensorsFile, ShardIndex};
 use crate::source::Mapping;
-use crate::{Checkpoint, Result};
+use crate::{Checkpoint, Error, Result};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -229,10 +229,10 @@ fn check_dot(dtype: DType, w: &[f32], x: &[f32], fused: f32) {
 
 /// Starting inputs for target `target` (`gguf`, `safetensors`, `dequant`): small valid
 /// files and blocks that reach past the format checks. The corpus under `fuzz/corpus/`
-/// grew from these.
-pub fn seeds(target: &str) -> Vec<Vec<u8>> {
+/// grew from these. An error only if the writer refuses these fixed inputs.
+pub fn seeds(target: &str) -> crate::Result<Vec<Vec<u8>>> {
     use crate::source::gguf::{GgufWriter, WriteValue};
-    match target {
+    Ok(match target {
         "gguf" => {
             let mut out = Vec::new();
             for dtype in [
@@ -243,23 +243,23 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 DType::Q4_K,
             ] {
                 let mut w = GgufWriter::new();
-                w.add_metadata("general.architecture", "llama").unwrap();
-                w.add_metadata("llama.block_count", 1u32).unwrap();
-                w.add_metadata("general.name", "seed").unwrap();
+                w.add_metadata("general.architecture", "llama")?;
+                w.add_metadata("llama.block_count", 1u32)?;
+                w.add_metadata("general.name", "seed")?;
                 let strings = ["a", "bc", "<s>"]
                     .iter()
                     .map(|s| WriteValue::from(*s))
                     .collect();
-                w.add_array("tokenizer.ggml.tokens", MetaType::String, strings)
-                    .unwrap();
+                w.add_array("tokenizer.ggml.tokens", MetaType::String, strings)?;
                 let ints = (0..4).map(WriteValue::I32).collect();
-                w.add_array("tokenizer.ggml.token_type", MetaType::I32, ints)
-                    .unwrap();
+                w.add_array("tokenizer.ggml.token_type", MetaType::I32, ints)?;
                 let cols = dtype.block_size().max(4);
-                let bytes = dtype.bytes_for(2 * cols).unwrap();
+                let bytes = dtype
+                    .bytes_for(2 * cols)
+                    .ok_or_else(|| Error::Invalid(format!("{dtype}: {cols} columns")))?;
                 let data: Vec<u8> = (0..bytes).map(|i| (i * 37 % 251) as u8).collect();
-                w.add_tensor("blk.0.w", dtype, &[2, cols], &data).unwrap();
-                w.add_tensor("norm", DType::F32, &[4], &[0u8; 16]).unwrap();
+                w.add_tensor("blk.0.w", dtype, &[2, cols], &data)?;
+                w.add_tensor("norm", DType::F32, &[4], &[0u8; 16])?;
                 out.push(w.to_bytes());
             }
             out
@@ -285,5 +285,5 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             })
             .collect(),
         _ => Vec::new(),
-    }
+    })
 }

@@ -30,7 +30,7 @@ fn replay(target: &str, run: fn(&[u8])) {
         let r = std::panic::catch_unwind(|| run(bytes));
         assert!(r.is_ok(), "{target}: {} panicked", path.display());
     }
-    for seed in lazyforge::fuzzing::seeds(target) {
+    for seed in lazyforge::fuzzing::seeds(target).unwrap() {
         run(&seed);
     }
 }
@@ -58,7 +58,11 @@ fn write_seeds() {
             .join("../fuzz/corpus")
             .join(target);
         std::fs::create_dir_all(&dir).unwrap();
-        for (i, seed) in lazyforge::fuzzing::seeds(target).iter().enumerate() {
+        for (i, seed) in lazyforge::fuzzing::seeds(target)
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
             std::fs::write(dir.join(format!("seed-{i}")), seed).unwrap();
         }
     }
