@@ -115,9 +115,17 @@ pub struct Strategy {
     pub item: ItemImpl,
     /// The modes, as written.
     pub modes: Vec<Ident>,
+    /// `via = method`: the one method every mode runs, with its mode as first argument.
+    pub via: Option<Ident>,
 }
 
 impl Strategy {
+    /// The method that runs `mode`: the `via` method if there is one, else the one named
+    /// after the mode.
+    pub fn mode_method(&self, mode: &Ident) -> Option<&ImplItemFn> {
+        self.method(self.via.as_ref().unwrap_or(mode))
+    }
+
     /// The block's method named `name`.
     pub fn method(&self, name: &Ident) -> Option<&ImplItemFn> {
         self.item.items.iter().find_map(|i| match i {
@@ -129,7 +137,7 @@ impl Strategy {
 
 /// Reads the mode list and the impl block.
 pub fn strategy(cx: &mut Ctxt, args: TokenStream, item: &syn::Item) -> Option<Strategy> {
-    let modes = match attr::strategy_modes(args) {
+    let (modes, via) = match attr::strategy_modes(args) {
         Ok(m) => m,
         Err(e) => {
             cx.push(e);
@@ -149,6 +157,7 @@ pub fn strategy(cx: &mut Ctxt, args: TokenStream, item: &syn::Item) -> Option<St
             Some(Strategy {
                 item: i.clone(),
                 modes,
+                via,
             })
         }
         other => {

@@ -322,14 +322,39 @@ fn submodules_attr(cx: &mut Ctxt, attr: &Attribute) -> Option<SubmodulesAttr> {
     parsed.map_err(|e| cx.push(e)).ok()
 }
 
-/// `#[strategy(prefill, decode)]`: the modes as written.
-pub fn strategy_modes(args: TokenStream) -> syn::Result<Vec<Ident>> {
-    let parser = Punctuated::<Ident, Token![,]>::parse_terminated;
-    let modes = parser.parse2(args).map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            "expected mode names, as in #[strategy(prefill, decode)] or #[strategy(unified)]",
-        )
-    })?;
-    Ok(modes.into_iter().collect())
+/// `#[strategy(prefill, decode)]` or `#[strategy(prefill, decode, via = run)]`: the modes
+/// and the shared method, as written.
+pub fn strategy_modes(args: TokenStream) -> syn::Result<(Vec<Ident>, Option<Ident>)> {
+    let expected = "expected mode names, as in #[strategy(prefill, decode)] or \
+                    #[strategy(unified)], optionally ending with `via = method`";
+    let parser = |input: ParseStream| {
+        let (mut modes, mut via) = (Vec::new(), None);
+        while !input.is_empty() {
+            let name: Ident = input.parse()?;
+            if input.peek(Token![=]) {
+                input.parse::<Token![=]>()?;
+                if name != "via" || via.is_some() {
+                    return Err(syn::Error::new(name.span(), expected));
+                }
+                via = Some(input.parse::<Ident>()?);
+            } else if via.is_some() {
+                return Err(syn::Error::new(
+                    name.span(),
+                    "`via = method` comes after the modes",
+                ));
+            } else {
+                modes.push(name);
+            }
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok((modes, via))
+    };
+    parser
+        .parse2(args)
+        .map_err(|e| match e.to_string().starts_with('`') {
+            true => e,
+            false => syn::Error::new(e.span(), expected),
+        })
 }

@@ -321,17 +321,32 @@ pub fn strategy(s: &Strategy) -> TokenStream {
     let mut arms = Vec::new();
     let mut dispatch_sig = None;
     for mode in &s.modes {
-        let method = s.method(mode).expect("validated: every mode has a method");
+        let method = s
+            .mode_method(mode)
+            .expect("validated: every mode has a method");
         let mode_name = mode.to_string();
         let entry = format_ident!("forward_{}", mode);
-        let (params, args) = renamed_args(&method.sig.inputs);
+        let (mut params, mut args) = renamed_args(&method.sig.inputs);
+        let call = match &s.via {
+            // validated: the via method's first argument is the mode, passed here.
+            Some(via) => {
+                params.remove(0);
+                args.remove(0);
+                quote!(Self::#via(self, ::lazyforge::ExecutionMode::new(#mode_name), #(#args),*))
+            }
+            None => quote!(Self::#mode(self, #(#args),*)),
+        };
         let receiver = method.sig.inputs.first();
         let generics = &method.sig.generics;
         let where_clause = &generics.where_clause;
         let output = &method.sig.output;
+        let callee = match &s.via {
+            Some(via) => format!("{via}(ExecutionMode::new(\"{mode_name}\"), ..)"),
+            None => format!("{mode_name}(..)"),
+        };
         let doc = format!(
             "Runs mode `{mode_name}`: loads this module's own weights if needed, calls \
-             `self.{mode_name}(..)` and times the call into the module's metrics."
+             `self.{callee}` and times the call into the module's metrics."
         );
         entry_points.push(quote! {
             #[doc = #doc]
@@ -339,7 +354,7 @@ pub fn strategy(s: &Strategy) -> TokenStream {
                 ::lazyforge::module::__private::run_mode(
                     self,
                     ::lazyforge::ExecutionMode::new(#mode_name),
-                    move || Self::#mode(self, #(#args),*),
+                    move || #call,
                 )
             }
         });

@@ -46,7 +46,9 @@ pub fn lazy_module(args: TokenStream, input: TokenStream) -> TokenStream {
 }
 
 /// On `impl Module { fn prefill(..) fn decode(..) }`: generates `forward_<mode>` entry
-/// points, `forward(mode, ..)` and `impl Strategy` for the listed modes.
+/// points, `forward(mode, ..)` and `impl Strategy` for the listed modes. With
+/// `#[strategy(prefill, decode, via = run)]`, every mode runs the one method
+/// `fn run(&self, mode: ExecutionMode, ..)`, passed its mode.
 #[proc_macro_attribute]
 pub fn strategy(args: TokenStream, input: TokenStream) -> TokenStream {
     let item = match syn::parse::<syn::Item>(input) {

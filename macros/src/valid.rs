@@ -327,6 +327,9 @@ pub fn strategy(cx: &mut Ctxt, s: &Strategy) {
             }
         }
     }
+    if let Some(via) = &s.via {
+        return strategy_via(cx, s, via);
+    }
     let mut first: Option<&syn::Signature> = None;
     for mode in &s.modes {
         let Some(method) = s.method(mode) else {
@@ -340,38 +343,85 @@ pub fn strategy(cx: &mut Ctxt, s: &Strategy) {
             continue;
         };
         let sig = &method.sig;
-        match sig.inputs.first() {
-            Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
-            Some(FnArg::Receiver(r)) => cx.error_spanned(
-                r,
-                format!("mode `{mode}` takes `&self`: forward takes the module shared, so one model serves many threads"),
-            ),
-            _ => cx.error_spanned(
-                &sig.ident,
-                format!("mode `{mode}` is a method: write `fn {mode}(&self, ..)`"),
-            ),
-        }
-        match &sig.output {
-            ReturnType::Default => cx.error_spanned(
-                &sig.ident,
-                format!(
-                    "mode `{mode}` returns a `Result` (loading a weight can fail): \
-                     `-> Result<Tensor>`"
-                ),
-            ),
-            ReturnType::Type(_, ty) if !returns_result(ty) => cx.error_spanned(
-                ty,
-                format!(
-                    "mode `{mode}` returns a `Result` (loading a weight can fail), found `{}`",
-                    pretty(&ty.to_token_stream().to_string())
-                ),
-            ),
-            ReturnType::Type(..) => {}
-        }
+        receiver_and_result(cx, &format!("mode `{mode}`"), sig);
         match first {
             None => first = Some(sig),
             Some(f) => same_signature(cx, f, sig),
         }
+    }
+}
+
+/// `via = method`: the method exists, takes `&self` and the mode first, returns a `Result`,
+/// and no method is named after a mode (which would read as if it ran).
+fn strategy_via(cx: &mut Ctxt, s: &Strategy, via: &Ident) {
+    for mode in &s.modes {
+        if let Some(m) = s.method(mode) {
+            cx.error_spanned(
+                &m.sig.ident,
+                format!(
+                    "every mode runs `{via}` (`via = {via}`), so `fn {mode}` would never run \
+                     as mode `{mode}`: rename it, or drop `via` and write one method per mode"
+                ),
+            );
+        }
+    }
+    let Some(method) = s.method(via) else {
+        cx.error_spanned(
+            via,
+            format!(
+                "no method `{via}` in this impl block: `via = {via}` runs \
+                 `fn {via}(&self, mode: ExecutionMode, ..) -> Result<..>` for every mode"
+            ),
+        );
+        return;
+    };
+    let sig = &method.sig;
+    receiver_and_result(cx, &format!("`{via}`"), sig);
+    let mode_arg = sig.inputs.iter().find_map(|a| match a {
+        FnArg::Typed(t) => Some(t),
+        FnArg::Receiver(_) => None,
+    });
+    let is_mode = |ty: &Type| matches!(ty, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "ExecutionMode"));
+    if !mode_arg.is_some_and(|t| is_mode(&t.ty)) {
+        cx.error_spanned(
+            &sig.inputs,
+            format!(
+                "`{via}` takes the mode it runs as its first argument after `&self`: \
+                 `fn {via}(&self, mode: ExecutionMode, ..)`"
+            ),
+        );
+    }
+}
+
+/// A mode's method takes `&self` and returns a `Result`.
+fn receiver_and_result(cx: &mut Ctxt, what: &str, sig: &syn::Signature) {
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
+        Some(FnArg::Receiver(r)) => cx.error_spanned(
+            r,
+            format!("{what} takes `&self`: forward takes the module shared, so one model serves many threads"),
+        ),
+        _ => cx.error_spanned(
+            &sig.ident,
+            format!("{what} is a method: write `fn {}(&self, ..)`", sig.ident),
+        ),
+    }
+    match &sig.output {
+        ReturnType::Default => cx.error_spanned(
+            &sig.ident,
+            format!(
+                "{what} returns a `Result` (loading a weight can fail): \
+                 `-> Result<Tensor>`"
+            ),
+        ),
+        ReturnType::Type(_, ty) if !returns_result(ty) => cx.error_spanned(
+            ty,
+            format!(
+                "{what} returns a `Result` (loading a weight can fail), found `{}`",
+                pretty(&ty.to_token_stream().to_string())
+            ),
+        ),
+        ReturnType::Type(..) => {}
     }
 }
 

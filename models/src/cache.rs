@@ -2,6 +2,7 @@
 //! the layers rotate with. Every architecture in this crate uses it; a model with one RoPE
 //! base (Llama, Qwen) holds one table, Gemma 3 two (local and global layers).
 
+use crate::llama::LlamaConfig;
 use lazyforge::ops::{KvCache, RopeTable};
 use lazyforge::Device;
 
@@ -24,6 +25,24 @@ impl Cache {
             layers,
             ropes,
         }
+    }
+
+    /// One layer per entry of `windows` (heads as `c` says, each layer bounded by its
+    /// entry's sliding window if it has one), and RoPE tables of `c.rope_dim` dimensions
+    /// with these bases, all on `device`.
+    pub fn for_config(
+        device: Device,
+        c: &LlamaConfig,
+        windows: impl IntoIterator<Item = Option<usize>>,
+        rope_bases: &[f32],
+    ) -> lazyforge::Result<Cache> {
+        let layers = (windows.into_iter())
+            .map(|w| KvCache::new_on(device, c.n_kv_heads, c.head_dim, w))
+            .collect::<lazyforge::Result<_>>()?;
+        let ropes = (rope_bases.iter())
+            .map(|&base| RopeTable::on_demand(device, c.rope_dim, base))
+            .collect::<lazyforge::Result<_>>()?;
+        Ok(Cache::new(device, layers, ropes))
     }
 
     /// Tokens seen so far (the next token's position).

@@ -20,12 +20,14 @@
 //! ```
 
 use crate::cache::Cache;
+use crate::common::{self, linear, positions, rms_norm};
 use crate::error::{Error, Result};
+use crate::llama::LlamaConfig;
 use lazyforge::ops::{self, KvCache, RopeStyle, RopeTable};
 use lazyforge::serde::{Deserialize, Serialize};
 use lazyforge::source::gguf::GgufFile;
-use lazyforge::{lazy_module, strategy, Bind, Checkpoint, Device, LazyModule, Scope};
-use lazyforge::{Tensor, Weight};
+use lazyforge::{lazy_module, strategy, Bind, Checkpoint, Device, ExecutionMode, LazyModule};
+use lazyforge::{Scope, Tensor, Weight};
 use std::path::Path;
 
 /// RoPE base of the local (sliding-window) layers: HF's `rope_local_base_freq` default.
@@ -33,64 +35,40 @@ const LOCAL_ROPE_BASE: f32 = 10_000.0;
 /// Every this many layers, one is global: HF's `sliding_window_pattern` default.
 const GLOBAL_EVERY: usize = 6;
 
-/// Gemma 3's hyperparameters.
+/// Gemma 3's hyperparameters: the sizes, epsilon, global RoPE base and window as Llama's
+/// GGUF keys give them (under `gemma3.*`), and the local layers' RoPE base.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(crate = "lazyforge::serde")]
 pub struct Gemma3Config {
-    /// Vocabulary size.
-    pub vocab: usize,
-    /// Width of the residual stream.
-    pub hidden: usize,
-    /// Width of the GeGLU hidden layer.
-    pub intermediate: usize,
-    /// Transformer blocks.
-    pub n_layers: usize,
-    /// Query heads.
-    pub n_heads: usize,
-    /// Key/value heads.
-    pub n_kv_heads: usize,
-    /// Width of one head.
-    pub head_dim: usize,
-    /// RoPE base of the global layers.
-    pub rope_theta: f32,
+    /// Sizes, the global layers' RoPE base, RMSNorm epsilon, and the local layers' window
+    /// (`rope_style` is [`RopeStyle::SplitHalf`]).
+    pub base: LlamaConfig,
     /// RoPE base of the local layers.
     pub rope_local_theta: f32,
-    /// The local layers' window: query i attends keys j with i-W < j <= i.
-    pub sliding_window: usize,
-    /// RMSNorm epsilon.
-    pub rms_eps: f32,
 }
 
 impl Gemma3Config {
     /// Reads the `gemma3.*` keys of a GGUF file.
     pub fn from_gguf(path: &Path, gguf: &GgufFile) -> Result<Self> {
-        let bad = |what: String| Error::Config(format!("{}: {what}", path.display()));
+        let bad = |what: &str| Error::Config(format!("{}: {what}", path.display()));
         let arch = gguf.get_str("general.architecture")?;
         if arch != "gemma3" {
-            return Err(bad(format!("architecture '{arch}' is not gemma3")));
+            return Err(bad(&format!("architecture '{arch}' is not gemma3")));
         }
-        let get = |k: &str| Ok::<_, Error>(gguf.get_u64(&format!("gemma3.{k}"))? as usize);
-        let cfg = Gemma3Config {
-            vocab: gguf.get_string_array("tokenizer.ggml.tokens")?.len(),
-            hidden: get("embedding_length")?,
-            intermediate: get("feed_forward_length")?,
-            n_layers: get("block_count")?,
-            n_heads: get("attention.head_count")?,
-            n_kv_heads: get("attention.head_count_kv")?,
-            head_dim: get("attention.key_length")?,
-            rope_theta: gguf.get_f32("gemma3.rope.freq_base")?,
-            rope_local_theta: LOCAL_ROPE_BASE,
-            sliding_window: get("attention.sliding_window")?,
-            rms_eps: gguf.get_f32("gemma3.attention.layer_norm_rms_epsilon")?,
+        let base = LlamaConfig::from_gguf_keys(gguf, arch)?;
+        if base.sliding_window.is_none() || base.rope_dim != base.head_dim {
+            return Err(bad(
+                "no sliding window, or RoPE on part of each head: not Gemma 3's",
+            ));
+        }
+        let base = LlamaConfig {
+            rope_style: RopeStyle::SplitHalf,
+            ..base
         };
-        let (h, kv) = (cfg.n_heads, cfg.n_kv_heads);
-        if kv == 0 || !h.is_multiple_of(kv) || cfg.sliding_window == 0 || cfg.head_dim % 2 == 1 {
-            let (w, d) = (cfg.sliding_window, cfg.head_dim);
-            return Err(bad(format!(
-                "{h} heads, {kv} kv heads, window {w}, head dim {d}"
-            )));
-        }
-        Ok(cfg)
+        Ok(Gemma3Config {
+            base,
+            rope_local_theta: LOCAL_ROPE_BASE,
+        })
     }
 
     /// Whether layer `i` attends globally (every sixth layer) rather than in the window.
@@ -99,15 +77,12 @@ impl Gemma3Config {
     }
 }
 
-/// A product with a weight: `|w, x| ops::matmul(x, w)` in prefill, `ops::matvec` in decode.
-type Linear = fn(&Tensor, &Tensor) -> lazyforge::Result<Tensor>;
-
 /// Attention with RMSNorm on each query and key head, RoPE on split halves, grouped-query
 /// heads, and the window of its layer's cache (none in global layers).
 #[lazy_module]
 pub struct Attention {
     #[config]
-    cfg: Gemma3Config,
+    cfg: LlamaConfig,
     #[weight("attn_q.weight", shape = [cfg.n_heads * cfg.head_dim, cfg.hidden])]
     q: Weight,
     #[weight("attn_k.weight", shape = [cfg.n_kv_heads * cfg.head_dim, cfg.hidden])]
@@ -122,50 +97,36 @@ pub struct Attention {
     o: Weight,
 }
 
-#[strategy(prefill, decode)]
+#[strategy(prefill, decode, via = run)]
 impl Attention {
-    fn prefill(&self, x: &Tensor, kv: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        self.run(x, kv, rope, |w, x| ops::matmul(x, w))
-    }
-
-    fn decode(&self, x: &Tensor, kv: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        self.run(x, kv, rope, ops::matvec)
-    }
-
     /// Projects, normalizes and rotates q and k per head, appends k and v, attends.
-    fn run(&self, x: &Tensor, kv: &mut KvCache, rope: &RopeTable, mm: Linear) -> Result<Tensor> {
-        let (c, start) = (&self.cfg, kv.next_position());
-        let pos: Vec<usize> = (start..start + x.elem_count() / c.hidden).collect();
-        let heads = |t: Tensor, w: &Tensor, n| head_norm_rope(t, w, n, &pos, rope, c);
-        let q = heads(mm(&*self.q()?, x)?, &*self.q_norm()?, c.n_heads)?;
-        let k = heads(mm(&*self.k()?, x)?, &*self.k_norm()?, c.n_kv_heads)?;
+    fn run(
+        &self,
+        m: ExecutionMode,
+        x: &Tensor,
+        kv: &mut KvCache,
+        rope: &RopeTable,
+    ) -> Result<Tensor> {
+        let (c, mm, pos) = (&self.cfg, linear(m), positions(kv, x, self.cfg.hidden));
+        let heads = |t: Tensor, w: &Weight, n| {
+            let t = rms_norm(&t.reshape([pos.len() * n, c.head_dim])?, w, c.rms_eps)?;
+            let mut t = t.reshape([pos.len(), n * c.head_dim])?;
+            ops::rope(&mut t, RopeStyle::SplitHalf, n, c.head_dim, &pos, rope)?;
+            Ok::<_, Error>(t)
+        };
+        let q = heads(mm(&*self.q()?, x)?, &self.q_norm, c.n_heads)?;
+        let k = heads(mm(&*self.k()?, x)?, &self.k_norm, c.n_kv_heads)?;
         kv.append(&k, &mm(&*self.v()?, x)?, &pos)?;
         let mixed = ops::attention(&q, &pos, c.n_heads, kv, kv.window())?;
         Ok(mm(&*self.o()?, &mixed)?)
     }
 }
 
-/// RMSNorm of every head's vector of `x` (`[n, heads * head_dim]`) with one `[head_dim]`
-/// weight, then RoPE on split halves at positions `pos`.
-fn head_norm_rope(
-    x: Tensor,
-    w: &Tensor,
-    heads: usize,
-    pos: &[usize],
-    rope: &RopeTable,
-    c: &Gemma3Config,
-) -> Result<Tensor> {
-    let rows = x.reshape([pos.len() * heads, c.head_dim])?;
-    let mut x = ops::rms_norm(&rows, w, c.rms_eps)?.reshape([pos.len(), heads * c.head_dim])?;
-    ops::rope(&mut x, RopeStyle::SplitHalf, heads, c.head_dim, pos, rope)?;
-    Ok(x)
-}
-
 /// The GeGLU feed-forward network: `down(gelu_tanh(gate(x)) · up(x))`.
 #[lazy_module]
 pub struct FeedForward {
     #[config]
-    cfg: Gemma3Config,
+    cfg: LlamaConfig,
     #[weight("ffn_gate.weight", shape = [cfg.intermediate, cfg.hidden])]
     gate: Weight,
     #[weight("ffn_up.weight", shape = [cfg.intermediate, cfg.hidden])]
@@ -174,29 +135,22 @@ pub struct FeedForward {
     down: Weight,
 }
 
-#[strategy(prefill, decode)]
+#[strategy(prefill, decode, via = run)]
 impl FeedForward {
-    fn prefill(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, |w, x| ops::matmul(x, w))
-    }
-
-    fn decode(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, ops::matvec)
-    }
-
-    fn run(&self, x: &Tensor, mm: Linear) -> Result<Tensor> {
+    fn run(&self, mode: ExecutionMode, x: &Tensor) -> Result<Tensor> {
+        let mm = linear(mode);
         let mut g = mm(&*self.gate()?, x)?;
         ops::geglu_in_place(&mut g, &mm(&*self.up()?, x)?)?;
         Ok(mm(&*self.down()?, &g)?)
     }
 }
 
-/// A block with sandwich norms: `x + post_attn(attn(pre(x)))`, then the same around the
-/// feed-forward.
+/// A block with sandwich norms: `x += post_attn(attn(pre_attn(x)))`, then the same around
+/// the feed-forward.
 #[lazy_module]
 pub struct Block {
     #[config]
-    cfg: Gemma3Config,
+    cfg: LlamaConfig,
     #[weight("attn_norm.weight", shape = [cfg.hidden])]
     attn_norm: Weight,
     #[submodule]
@@ -211,38 +165,14 @@ pub struct Block {
     post_ffn_norm: Weight,
 }
 
-#[strategy(prefill, decode)]
+#[strategy(prefill, decode, via = run)]
 impl Block {
-    fn prefill(&self, x: &mut Tensor, kv: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let a = self.attn.forward_prefill(&self.pre_attn(x)?, kv, rope)?;
-        self.add_normed(x, &a, &*self.post_attn_norm()?)?;
-        let f = self.ffn.forward_prefill(&self.pre_ffn(x)?)?;
-        self.add_normed(x, &f, &*self.post_ffn_norm()?)
-    }
-
-    fn decode(&self, x: &mut Tensor, kv: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let a = self.attn.forward_decode(&self.pre_attn(x)?, kv, rope)?;
-        self.add_normed(x, &a, &*self.post_attn_norm()?)?;
-        let f = self.ffn.forward_decode(&self.pre_ffn(x)?)?;
-        self.add_normed(x, &f, &*self.post_ffn_norm()?)
-    }
-}
-
-impl Block {
-    fn pre_attn(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(ops::rms_norm(x, &*self.attn_norm()?, self.cfg.rms_eps)?)
-    }
-
-    fn pre_ffn(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(ops::rms_norm(x, &*self.ffn_norm()?, self.cfg.rms_eps)?)
-    }
-
-    /// The residual with a post-norm: `x += rms_norm(y) · w`.
-    fn add_normed(&self, x: &mut Tensor, y: &Tensor, w: &Tensor) -> Result<()> {
-        Ok(ops::add_in_place(
-            x,
-            &ops::rms_norm(y, w, self.cfg.rms_eps)?,
-        )?)
+    fn run(&self, m: ExecutionMode, x: &mut Tensor, kv: &mut KvCache, r: &RopeTable) -> Result<()> {
+        let norm = |x: &Tensor, w| rms_norm(x, w, self.cfg.rms_eps);
+        let a = self.attn.forward(m, &norm(x, &self.attn_norm)?, kv, r)?;
+        ops::add_in_place(x, &norm(&a, &self.post_attn_norm)?)?;
+        let f = self.ffn.forward(m, &norm(x, &self.ffn_norm)?)?;
+        Ok(ops::add_in_place(x, &norm(&f, &self.post_ffn_norm)?)?)
     }
 }
 
@@ -251,28 +181,22 @@ impl Block {
 pub struct Gemma3 {
     #[config]
     cfg: Gemma3Config,
-    #[weight("token_embd.weight", shape = [cfg.vocab, cfg.hidden])]
+    #[weight("token_embd.weight", shape = [cfg.base.vocab, cfg.base.hidden])]
     token_embd: Weight,
-    #[submodules("blk.{i}", count = cfg.n_layers)]
+    #[submodules("blk.{i}", count = cfg.base.n_layers, config = cfg.base.clone())]
     blocks: Vec<Block>,
-    #[weight("output_norm.weight", shape = [cfg.hidden])]
+    #[weight("output_norm.weight", shape = [cfg.base.hidden])]
     output_norm: Weight,
-    #[weight("output.weight", shape = [cfg.vocab, cfg.hidden], fallback = "token_embd.weight")]
+    #[weight("output.weight", shape = [cfg.base.vocab, cfg.base.hidden], fallback = "token_embd.weight")]
     output: Weight,
 }
 
-#[strategy(prefill, decode)]
+#[strategy(prefill, decode, via = run)]
 impl Gemma3 {
-    /// The prompt `ids` after what `cache` holds: last-position logits `[1, vocab]`.
-    fn prefill(&self, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
-        let x = self.hidden(ids, cache, true)?;
-        self.logits(ops::last_row(&x)?)
-    }
-
-    /// One token against the cache: its logits `[1, vocab]`.
-    fn decode(&self, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
-        let x = self.hidden(ids, cache, false)?;
-        self.logits(x)
+    /// `ids` (the prompt in prefill, one token in decode) after what `cache` holds: the
+    /// last position's logits `[1, vocab]`.
+    fn run(&self, mode: ExecutionMode, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
+        self.logits(&ops::last_row(&self.hidden(mode, ids, cache)?)?)
     }
 }
 
@@ -281,13 +205,11 @@ impl Gemma3 {
     pub fn open(path: impl AsRef<Path>, device: Device) -> Result<Gemma3> {
         let path = path.as_ref();
         let checkpoint = Checkpoint::open(path)?;
-        let gguf = checkpoint.gguf().ok_or_else(|| {
-            Error::Config(format!(
-                "{}: Gemma 3 is read from GGUF files only",
-                path.display()
-            ))
-        })?;
-        let cfg = Gemma3Config::from_gguf(path, gguf)?;
+        let only = Error::Config(format!(
+            "{}: Gemma 3 is read from GGUF only",
+            path.display()
+        ));
+        let cfg = Gemma3Config::from_gguf(path, checkpoint.gguf().ok_or(only)?)?;
         Ok(Gemma3::bind(cfg, &Scope::root(&checkpoint, device))?)
     }
 
@@ -299,49 +221,36 @@ impl Gemma3 {
     /// A fresh per-sequence cache: local layers' KV caches hold the window, global ones
     /// everything; two RoPE tables (local, global).
     pub fn new_cache(&self) -> Result<Cache> {
-        let (c, device) = (&self.cfg, self.state().device());
-        let layers = (0..c.n_layers)
-            .map(|i| {
-                let window = (!c.is_global(i)).then_some(c.sliding_window);
-                KvCache::new_on(device, c.n_kv_heads, c.head_dim, window)
-            })
-            .collect::<lazyforge::Result<Vec<_>>>()?;
-        let ropes = vec![
-            RopeTable::on_demand(device, c.head_dim, c.rope_local_theta)?,
-            RopeTable::on_demand(device, c.head_dim, c.rope_theta)?,
-        ];
-        Ok(Cache::new(device, layers, ropes))
+        let c = &self.cfg.base;
+        let windows = (0..c.n_layers).map(|i| c.sliding_window.filter(|_| !self.cfg.is_global(i)));
+        let bases = [self.cfg.rope_local_theta, c.rope_theta];
+        Ok(Cache::for_config(
+            self.state().device(),
+            c,
+            windows,
+            &bases,
+        )?)
     }
 
     /// Logits at every position of `ids`, `[n, vocab]` (parity checks).
     pub fn prefill_all_logits(&self, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
         let _pin = self.resident().pin()?;
-        let x = self.hidden(ids, cache, true)?;
-        self.logits(x)
+        self.logits(&self.hidden(ExecutionMode::PREFILL, ids, cache)?)
     }
 
-    /// Scaled embeddings through every block: hidden states `[n, hidden]`.
-    fn hidden(&self, ids: &[u32], cache: &mut Cache, prefill: bool) -> Result<Tensor> {
-        let none = || Error::Config("a forward pass needs at least one token".into());
-        ids.first().ok_or_else(none)?;
-        let c = &self.cfg;
-        let mut x = ops::embedding(&*self.token_embd()?, ids)?;
-        ops::scale_in_place(&mut x, (c.hidden as f32).sqrt())?;
-        let (layers, ropes) = cache.prepare(ids.len());
-        for (i, (block, kv)) in self.blocks.iter().zip(layers).enumerate() {
+    /// Embeddings scaled by `sqrt(hidden)` through every block (global ones with the second
+    /// RoPE table): hidden states `[n, hidden]`.
+    fn hidden(&self, mode: ExecutionMode, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
+        let (c, scale) = (&self.cfg, Some((self.cfg.base.hidden as f32).sqrt()));
+        common::hidden(&self.token_embd, ids, scale, cache, |i, x, kv, ropes| {
             let rope = &ropes[usize::from(c.is_global(i))];
-            match prefill {
-                true => block.forward_prefill(&mut x, kv, rope)?,
-                false => block.forward_decode(&mut x, kv, rope)?,
-            }
-        }
-        Ok(x)
+            self.blocks[i].forward(mode, x, kv, rope)
+        })
     }
 
     /// Final norm and LM head over hidden states `[n, hidden]`: `[n, vocab]`.
-    fn logits(&self, x: Tensor) -> Result<Tensor> {
-        let x = ops::rms_norm(&x, &*self.output_norm()?, self.cfg.rms_eps)?;
-        Ok(ops::matmul(&x, &*self.output()?)?)
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        common::lm_head(x, &self.output_norm, &self.output, self.cfg.base.rms_eps)
     }
 }
 

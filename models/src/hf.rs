@@ -2,7 +2,7 @@
 //! that open HF checkpoints share (Qwen2, Qwen3, Phi-3).
 
 use crate::error::{Error, Result};
-use lazyforge::{Checkpoint, Tensor};
+use lazyforge::Checkpoint;
 use serde_json::Value;
 use std::path::Path;
 
@@ -68,7 +68,3 @@ pub(crate) fn open_hf(
     }
     Ok(checkpoint)
 }
-
-/// A product with a weight `[m, k]`: `ops::matmul` (rows `[n, k]`) in prefill, `ops::matvec`
-/// (one row) in decode.
-pub(crate) type Linear = fn(&Tensor, &Tensor) -> lazyforge::Result<Tensor>;

@@ -29,6 +29,7 @@
 pub mod cache;
 pub mod chat;
 pub mod cli;
+mod common;
 pub mod error;
 pub mod fetch;
 #[doc(hidden)]

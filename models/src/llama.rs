@@ -76,6 +76,12 @@ impl LlamaConfig {
                 gguf.path().display()
             )));
         }
+        LlamaConfig::from_gguf_keys(gguf, arch)
+    }
+
+    /// Reads the `{arch}.*` keys that Llama's converters write, as other architectures'
+    /// GGUF files carry them too (Gemma 3), and checks the sizes fit together.
+    pub fn from_gguf_keys(gguf: &GgufFile, arch: &str) -> Result<LlamaConfig> {
         let key = |k: &str| format!("{arch}.{k}");
         let hidden = gguf.get_u64(&key("embedding_length"))? as usize;
         let n_heads = gguf.get_u64(&key("attention.head_count"))? as usize;

@@ -25,8 +25,9 @@
 //! ```
 
 use crate::cache::Cache;
+use crate::common::{self, linear, positions, rms_norm};
 use crate::error::{Error, Result};
-use crate::hf::{flag, layer_windows, open_hf, refuse_unsupported, Linear};
+use crate::hf::{flag, layer_windows, open_hf, refuse_unsupported};
 use crate::llama::{self, FeedForward, LlamaConfig};
 use lazyforge::ops::{self, KvCache, RopeTable};
 use lazyforge::serde::{Deserialize, Serialize};
@@ -92,33 +93,22 @@ pub struct Attention {
     o: Weight,
 }
 
-#[strategy(prefill, decode)]
+#[strategy(prefill, decode, via = run)]
 impl Attention {
-    /// The prompt: matrix-matrix products.
-    fn prefill(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        self.run(x, cache, rope, |w, x| ops::matmul(x, w))
-    }
-
-    /// One token: matrix-vector products against the cache.
-    fn decode(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
-        self.run(x, cache, rope, ops::matvec)
-    }
-
     /// Projects with biases, rotates q and k, appends k and v to the cache, attends.
-    fn run(&self, x: &Tensor, kv: &mut KvCache, rope: &RopeTable, mm: Linear) -> Result<Tensor> {
-        let (wq, wk, wv, wo) = (self.q()?, self.k()?, self.v()?, self.o()?);
-        let (mut q, mut k, mut v) = (mm(&wq, x)?, mm(&wk, x)?, mm(&wv, x)?);
-        ops::add_bias_in_place(&mut q, &*self.q_bias()?)?;
-        ops::add_bias_in_place(&mut k, &*self.k_bias()?)?;
-        ops::add_bias_in_place(&mut v, &*self.v_bias()?)?;
-        let (c, start) = (&self.cfg, kv.next_position());
-        let (style, hd) = (c.rope_style, c.head_dim);
-        let pos: Vec<usize> = (start..start + q.elem_count() / (c.n_heads * hd)).collect();
-        ops::rope(&mut q, style, c.n_heads, hd, &pos, rope)?;
-        ops::rope(&mut k, style, c.n_kv_heads, hd, &pos, rope)?;
-        kv.append(&k, &v, &pos)?;
+    fn run(&self, m: ExecutionMode, x: &Tensor, kv: &mut KvCache, r: &RopeTable) -> Result<Tensor> {
+        let (c, mm, pos) = (&self.cfg, linear(m), positions(kv, x, self.cfg.hidden));
+        let proj = |w: &Weight, b: &Weight| {
+            let mut y = mm(&*w.get()?, x)?;
+            ops::add_bias_in_place(&mut y, &*b.get()?)?;
+            Ok::<_, Error>(y)
+        };
+        let (mut q, mut k) = (proj(&self.q, &self.q_bias)?, proj(&self.k, &self.k_bias)?);
+        ops::rope(&mut q, c.rope_style, c.n_heads, c.head_dim, &pos, r)?;
+        ops::rope(&mut k, c.rope_style, c.n_kv_heads, c.head_dim, &pos, r)?;
+        kv.append(&k, &proj(&self.v, &self.v_bias)?, &pos)?;
         let mixed = ops::attention(&q, &pos, c.n_heads, kv, kv.window())?;
-        Ok(mm(&wo, &mixed)?)
+        Ok(mm(&*self.o()?, &mixed)?)
     }
 }
 
@@ -137,25 +127,15 @@ pub struct Block {
     ffn: FeedForward,
 }
 
-#[strategy(prefill, decode)]
+#[strategy(prefill, decode, via = run)]
 impl Block {
-    fn prefill(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let h = self.norm(x, &self.attn_norm)?;
-        ops::add_in_place(x, &self.attn.forward_prefill(&h, cache, rope)?)?;
-        let h = self.norm(x, &self.ffn_norm)?;
-        Ok(ops::add_in_place(x, &self.ffn.forward_prefill(&h)?)?)
-    }
-
-    fn decode(&self, x: &mut Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<()> {
-        let h = self.norm(x, &self.attn_norm)?;
-        ops::add_in_place(x, &self.attn.forward_decode(&h, cache, rope)?)?;
-        let h = self.norm(x, &self.ffn_norm)?;
-        Ok(ops::add_in_place(x, &self.ffn.forward_decode(&h)?)?)
-    }
-
-    /// `rms_norm(x)` with the norm weight `w`.
-    fn norm(&self, x: &Tensor, w: &Weight) -> Result<Tensor> {
-        Ok(ops::rms_norm(x, &*w.get()?, self.cfg.rms_eps)?)
+    fn run(&self, m: ExecutionMode, x: &mut Tensor, kv: &mut KvCache, r: &RopeTable) -> Result<()> {
+        let norm = |x: &Tensor, w| rms_norm(x, w, self.cfg.rms_eps);
+        ops::add_in_place(x, &self.attn.forward(m, &norm(x, &self.attn_norm)?, kv, r)?)?;
+        Ok(ops::add_in_place(
+            x,
+            &self.ffn.forward(m, &norm(x, &self.ffn_norm)?)?,
+        )?)
     }
 }
 
@@ -175,18 +155,12 @@ pub struct Qwen2 {
     output: Weight,
 }
 
-#[strategy(prefill, decode)]
+#[strategy(prefill, decode, via = run)]
 impl Qwen2 {
-    /// The prompt `ids` (appended after what `cache` holds): last-position logits `[1, vocab]`.
-    fn prefill(&self, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
-        let x = self.hidden(ExecutionMode::PREFILL, ids, cache)?;
-        self.logits(ops::last_row(&x)?)
-    }
-
-    /// One token `ids[0]` against the cache: its logits `[1, vocab]`.
-    fn decode(&self, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
-        let x = self.hidden(ExecutionMode::DECODE, ids, cache)?;
-        self.logits(x)
+    /// `ids` (the prompt in prefill, one token in decode) after what `cache` holds: the
+    /// last position's logits `[1, vocab]`.
+    fn run(&self, mode: ExecutionMode, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
+        self.logits(&ops::last_row(&self.hidden(mode, ids, cache)?)?)
     }
 }
 
@@ -207,38 +181,30 @@ impl Qwen2 {
     /// A fresh per-sequence cache on the model's device (each layer's KV cache bounded by
     /// its window, if any); it grows with the positions reached.
     pub fn new_cache(&self) -> Result<Cache> {
-        let (c, device) = (&self.cfg.base, self.state().device());
-        let layers = (self.cfg.layer_windows.iter())
-            .map(|&w| KvCache::new_on(device, c.n_kv_heads, c.head_dim, w))
-            .collect::<lazyforge::Result<_>>()?;
-        let rope = RopeTable::on_demand(device, c.rope_dim, c.rope_theta)?;
-        Ok(Cache::new(device, layers, vec![rope]))
+        let (c, windows) = (&self.cfg.base, self.cfg.layer_windows.iter().copied());
+        Ok(Cache::for_config(
+            self.state().device(),
+            c,
+            windows,
+            &[c.rope_theta],
+        )?)
     }
 
     /// Logits at every position of the prompt `ids`, `[n, vocab]` (for parity checks).
     pub fn prefill_all_logits(&self, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
         let _pin = self.resident().pin()?;
-        let x = self.hidden(ExecutionMode::PREFILL, ids, cache)?;
-        self.logits(x)
+        self.logits(&self.hidden(ExecutionMode::PREFILL, ids, cache)?)
     }
 
     /// Embeds `ids` and runs every block in `mode`: the hidden states `[n, hidden]`.
     fn hidden(&self, mode: ExecutionMode, ids: &[u32], cache: &mut Cache) -> Result<Tensor> {
-        if ids.is_empty() {
-            return Err(Error::Config("no tokens to run".into()));
-        }
-        let mut x = ops::embedding(&*self.token_embd()?, ids)?;
-        let (layers, ropes) = cache.prepare(ids.len());
-        for (block, kv) in self.blocks.iter().zip(layers) {
-            block.forward(mode, &mut x, kv, &ropes[0])?;
-        }
-        Ok(x)
+        common::hidden(&self.token_embd, ids, None, cache, |i, x, kv, ropes| {
+            self.blocks[i].forward(mode, x, kv, &ropes[0])
+        })
     }
 
     /// Final norm and LM head over hidden states `[n, hidden]`: `[n, vocab]`.
-    fn logits(&self, x: Tensor) -> Result<Tensor> {
-        let (norm, output) = (self.output_norm()?, self.output()?);
-        let x = ops::rms_norm(&x, &norm, self.cfg.base.rms_eps)?;
-        Ok(ops::matmul(&x, &output)?)
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        common::lm_head(x, &self.output_norm, &self.output, self.cfg.base.rms_eps)
     }
 }

@@ -101,7 +101,9 @@ fn greedy_continuations_match_transformers_and_local_caches_hold_the_window() {
             let expected = if cfg.is_global(i) {
                 cache.position()
             } else {
-                cache.position().min(cfg.sliding_window)
+                cache
+                    .position()
+                    .min(cfg.base.sliding_window.expect("gemma3 has a window"))
             };
             assert_eq!(
                 layer.len(),
