@@ -25,6 +25,10 @@
 #                   llama_model_load_from_file + llama_init_from_model (mmap), candle
 #                   gguf_file::Content::read + ModelWeights::from_gguf (reads every weight).
 #                   Different amounts of work: compare the first-token rows end to end.
+#   table read (µs) the GGUF header and tensor table only, no weights: median of 200 reads in
+#                   one process, warm. lazyforge `Checkpoint::open` and candle
+#                   `gguf_file::Content::read` on a BufReader (both from lazyforge-peer-bench
+#                   FILE); llama.cpp gguf_init_from_file, no_alloc (bench/peers/llamacpp_open.c).
 #   first token     whole process, measured from outside: start → exit after generating one
 #                   token from the short prompt (open, weights, prefill, exit). warm: the file
 #                   read once (cat) before the warm runs of a round; cold: the file's pages
@@ -35,8 +39,9 @@
 # Usage (build the three programs first; from anywhere):
 #   cargo build --release --example llama                # lazyforge ($CARGO_TARGET_DIR honoured)
 #   cargo build --release --manifest-path bench/peers/Cargo.toml   # candle: lazyforge-peer-bench
-#   llama.cpp: llama-bench and bench/peers/llamacpp_decode.c built against libllama (the C
-#   file's header has the command); BENCHMARKS.md says how llama.cpp itself was built.
+#   llama.cpp: llama-bench, and bench/peers/llamacpp_decode.c and llamacpp_open.c built
+#   against its libraries (each C file's header has the command); BENCHMARKS.md says how
+#   llama.cpp itself was built.
 #
 #   bench/compare.sh                                     # SmolLM2 and Gemma 3, N=5
 #   N=3 MODELS=smollm2 bench/compare.sh
@@ -57,6 +62,8 @@
 #   LLAMA_BENCH      llama.cpp's llama-bench (default /work/peers/llama-bench)
 #   LLAMACPP_DECODE  bench/peers/llamacpp_decode.c built against libllama (default
 #                    /work/peers/llamacpp_decode)
+#   LLAMACPP_OPEN    bench/peers/llamacpp_open.c built against ggml-base (default
+#                    /work/peers/llamacpp_open)
 #   THREADS          threads for all three (default 2)
 #   N                rounds (default 5)
 #   PREFILL_TOKENS   default 128;  DECODE_TOKENS  default 64
@@ -74,6 +81,7 @@ LF=${LF:-$TARGET/release/examples/llama}
 CANDLE=${CANDLE:-$ROOT/bench/peers/target/release/lazyforge-peer-bench}
 LLAMA_BENCH=${LLAMA_BENCH:-/work/peers/llama-bench}
 LLAMACPP_DECODE=${LLAMACPP_DECODE:-/work/peers/llamacpp_decode}
+LLAMACPP_OPEN=${LLAMACPP_OPEN:-/work/peers/llamacpp_open}
 THREADS=${THREADS:-2}
 N=${N:-5}
 PREFILL_TOKENS=${PREFILL_TOKENS:-128}
@@ -116,6 +124,13 @@ LL_RE = re.compile(r"llama\.cpp: open\+context ([\d.]+) ms, first token ([\d.]+)
 def parse(prog, kind, base):
     """What the program printed, as {metric: value}."""
     text = open(base + ".out").read()
+    if kind == "table" and prog == "llama.cpp":
+        return {"llama.cpp": float(re.search(r"llama\.cpp open ([\d.]+) us", text).group(1))}
+    if kind == "table":
+        # | file | bytes | tensors | lazyforge | candle (File) | candle (BufReader) | ratio |
+        cells = [c.strip() for c in text.strip().splitlines()[-1].strip("|").split("|")]
+        us = lambda c: float(c.removesuffix("µs").strip())
+        return {"lazyforge": us(cells[3]), "candle": us(cells[5])}
     if prog == "llama.cpp" and kind == "prefill":
         return {"prefill": json.loads(text)[0]["avg_ts"]}
     if prog == "llama.cpp":
@@ -136,7 +151,10 @@ vals, ids, cached = {}, {}, []
 for tag, prog, kind, rep, wall_us, rss_kib, cache, base in runs:
     p = parse(prog, kind, base)
     add = lambda metric, v: vals.setdefault((tag, prog, metric), []).append(v)
-    if kind == "prefill":
+    if kind == "table":
+        for who, v in p.items():
+            vals.setdefault((tag, who, "table"), []).append(v)
+    elif kind == "prefill":
         add("prefill", p["prefill"])
     elif kind == "decode":
         add("decode", p["decode"])
@@ -153,7 +171,7 @@ def med(v):
     return statistics.median(v) if v else None
 
 def cell(tag, prog, metric):
-    if (tag, prog) in na:
+    if (tag, prog) in na and metric != "table":
         return "n/a"
     v = vals.get((tag, prog, metric))
     if not v:
@@ -165,7 +183,7 @@ def cell(tag, prog, metric):
 
 def ratio(tag, prog, metric):
     a, b = vals.get((tag, "lazyforge", metric)), vals.get((tag, prog, metric))
-    if not a or not b or (tag, prog) in na or med(b) == 0:
+    if not a or not b or ((tag, prog) in na and metric != "table") or med(b) == 0:
         return "—"
     return f"{med(a) / med(b):.2f}"
 
@@ -174,13 +192,14 @@ rows = [("prefill", f"prefill tok/s ({meta['prefill_tokens']}-token prompt)"),
         ("open", "open, in-process, warm (ms)"),
         ("first_warm", "first token, whole process, warm (ms)"),
         ("first_cold", "first token, whole process, cold (ms)"),
+        ("table", "GGUF header + tensor table read, warm (µs)"),
         ("rss", "peak RSS of the decode runs (MiB)")]
 
 print(f"# lazyforge vs llama.cpp vs candle\n")
 print(f"- date: {meta['date']}; machine: {meta['nproc']} CPUs, {meta['cpu']}, {meta['mem']}; "
       f"load average at start {meta['load_start']}, at end {meta.get('load_end', '?')}")
 print(f"- lazyforge: {meta['lf']} ({meta['lf_rev']}); llama.cpp: {meta['llama_bench']}, "
-      f"{meta['llamacpp_decode']}; candle: {meta['candle']} (candle-core "
+      f"{meta['llamacpp_decode']}, {meta.get('llamacpp_open', '?')}; candle: {meta['candle']} (candle-core "
       f"{meta['candle_version']})")
 print(f"- {meta['threads']} threads for every program, N = {meta['n']} rounds, alternating; "
       f"medians with (min–max); greedy; raw outputs in {raw}")
@@ -238,6 +257,8 @@ bench/peers/Cargo.toml [--target-dir DIR]; or set CANDLE)"
 target, see BENCHMARKS.md; or set LLAMA_BENCH)"
 [[ -x $LLAMACPP_DECODE ]] || die "no llama.cpp decode peer at $LLAMACPP_DECODE (build \
 bench/peers/llamacpp_decode.c against libllama, see its header; or set LLAMACPP_DECODE)"
+[[ -x $LLAMACPP_OPEN ]] || die "no llama.cpp open peer at $LLAMACPP_OPEN (build \
+bench/peers/llamacpp_open.c against ggml-base, see its header; or set LLAMACPP_OPEN)"
 
 # The models: tag, file, short prompt ids.
 declare -a TAGS
@@ -293,6 +314,7 @@ for t in "${TAGS[@]}"; do printf '%s\t%s\t%s\n' "$t" "${FILE[$t]}" "${IDS[$t]}";
     echo "lf_rev=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'no git')"
     echo "llama_bench=$LLAMA_BENCH"
     echo "llamacpp_decode=$LLAMACPP_DECODE"
+    echo "llamacpp_open=$LLAMACPP_OPEN"
     echo "candle=$CANDLE"
     echo "candle_version=$(grep -A1 '^name = "candle-core"' "$ROOT/bench/peers/Cargo.lock" \
         | sed -n 's/^version = "\(.*\)"/\1/p')"
@@ -322,6 +344,8 @@ command_for() {
     case $prog/$kind in
         lazyforge/prefill) CMD=("$LF" --model "$file" --prompt-ids "$long" --max-tokens 1 --load eager --json --threads "$THREADS") ;;
         lazyforge/*) CMD=("$LF" --model "$file" --prompt-ids "$ids" --max-tokens "$tokens" --json --threads "$THREADS") ;;
+        llama.cpp/table) CMD=("$LLAMACPP_OPEN" "$file") ;;
+        candle/table) CMD=("$CANDLE" "$file") ;;
         llama.cpp/prefill) CMD=("$LLAMA_BENCH" -m "$file" -p "$PREFILL_TOKENS" -n 0 -t "$THREADS" -r 1 -o json) ;;
         llama.cpp/*) CMD=("$LLAMACPP_DECODE" "$file" "$tokens" "$ids" "$THREADS") ;;
         candle/prefill) CMD=("$CANDLE" --bench "$file" --prompt-ids "$long" --max-tokens 1 --threads "$THREADS") ;;
@@ -330,7 +354,8 @@ command_for() {
 }
 
 # run TAG PROGRAM KIND REP: one timed run (wall µs from outside, peak RSS KiB), appended to
-# results.tsv. KIND: cold | warm (first token), prefill, decode.
+# results.tsv. KIND: cold | warm (first token), prefill, decode, table (the GGUF table read;
+# the candle peer's run times lazyforge's too).
 declare -A NA
 run() {
     local t=$1 prog=$2 kind=$3 rep=$4
@@ -378,6 +403,7 @@ for t in "${TAGS[@]}"; do
         for kind in warm prefill decode; do
             for p in "${order[@]}"; do run "$t" "$p" "$kind" "$rep"; done
         done
+        for p in llama.cpp candle; do run "$t" "$p" table "$rep"; done
     done
 done
 echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/meta.txt"

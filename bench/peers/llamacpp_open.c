@@ -3,6 +3,9 @@
  *
  * Build against ggml-base from llama.cpp's source (see BENCHMARKS.md for the commands):
  *   cc -O2 -I$LLAMA/ggml/include llamacpp_open.c -L$BUILD/bin -lggml-base -o llamacpp_open
+ * or, with llama.cpp built with -DBUILD_SHARED_LIBS=OFF:
+ *   cc -O2 -I$LLAMA/ggml/include llamacpp_open.c $BUILD/ggml/src/libggml-base.a \
+ *      -lstdc++ -lm -lpthread -fopenmp -o llamacpp_open   (-fopenmp: ggml built with OpenMP)
  */
 #include <stdio.h>
 #include <stdlib.h>
