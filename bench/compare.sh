@@ -185,7 +185,8 @@ def ratio(tag, prog, metric):
     a, b = vals.get((tag, "lazyforge", metric)), vals.get((tag, prog, metric))
     if not a or not b or ((tag, prog) in na and metric != "table") or med(b) == 0:
         return "—"
-    return f"{med(a) / med(b):.2f}"
+    r = med(a) / med(b)
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.3f}"
 
 rows = [("prefill", f"prefill tok/s ({meta['prefill_tokens']}-token prompt)"),
         ("decode", f"decode tok/s ({meta['decode_tokens']} tokens)"),
