@@ -64,6 +64,8 @@
 #                    /work/peers/llamacpp_decode)
 #   LLAMACPP_OPEN    bench/peers/llamacpp_open.c built against ggml-base (default
 #                    /work/peers/llamacpp_open)
+#   PEERS            the peers to run beside lazyforge (default "llama.cpp candle"); a peer
+#                    left out shows "not run" and needs no binary
 #   THREADS          threads for all three (default 2)
 #   N                rounds (default 5)
 #   PREFILL_TOKENS   default 128;  DECODE_TOKENS  default 64
@@ -87,6 +89,7 @@ N=${N:-5}
 PREFILL_TOKENS=${PREFILL_TOKENS:-128}
 DECODE_TOKENS=${DECODE_TOKENS:-64}
 MODELS=${MODELS:-smollm2 gemma3}
+PEERS=${PEERS-llama.cpp candle}
 
 die() {
     echo "compare.sh: $*" >&2
@@ -170,7 +173,11 @@ for tag, prog, kind, rep, wall_us, rss_kib, cache, base in runs:
 def med(v):
     return statistics.median(v) if v else None
 
+ran = ["lazyforge"] + meta.get("peers", "llama.cpp candle").split()
+
 def cell(tag, prog, metric):
+    if prog not in ran:
+        return "not run"
     if (tag, prog) in na and metric != "table":
         return "n/a"
     v = vals.get((tag, prog, metric))
@@ -252,14 +259,22 @@ command -v python3 >/dev/null || die "needs python3"
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer, got '$N'"
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive integer, got '$THREADS'"
 [[ -x $LF ]] || die "no lazyforge binary at $LF (cargo build --release --example llama; or set LF)"
-[[ -x $CANDLE ]] || die "no candle peer at $CANDLE (cargo build --release --manifest-path \
+for p in $PEERS; do
+    [[ $p == llama.cpp || $p == candle ]] || die "unknown peer '$p' in PEERS (llama.cpp, candle)"
+done
+has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
+if has_peer candle; then
+    [[ -x $CANDLE ]] || die "no candle peer at $CANDLE (cargo build --release --manifest-path \
 bench/peers/Cargo.toml [--target-dir DIR]; or set CANDLE)"
-[[ -x $LLAMA_BENCH ]] || die "no llama-bench at $LLAMA_BENCH (build llama.cpp's llama-bench \
-target, see BENCHMARKS.md; or set LLAMA_BENCH)"
-[[ -x $LLAMACPP_DECODE ]] || die "no llama.cpp decode peer at $LLAMACPP_DECODE (build \
+fi
+if has_peer llama.cpp; then
+    [[ -x $LLAMA_BENCH ]] || die "no llama-bench at $LLAMA_BENCH (build llama.cpp's \
+llama-bench target, see BENCHMARKS.md; or set LLAMA_BENCH)"
+    [[ -x $LLAMACPP_DECODE ]] || die "no llama.cpp decode peer at $LLAMACPP_DECODE (build \
 bench/peers/llamacpp_decode.c against libllama, see its header; or set LLAMACPP_DECODE)"
-[[ -x $LLAMACPP_OPEN ]] || die "no llama.cpp open peer at $LLAMACPP_OPEN (build \
+    [[ -x $LLAMACPP_OPEN ]] || die "no llama.cpp open peer at $LLAMACPP_OPEN (build \
 bench/peers/llamacpp_open.c against ggml-base, see its header; or set LLAMACPP_OPEN)"
+fi
 
 # The models: tag, file, short prompt ids.
 declare -a TAGS
@@ -294,10 +309,12 @@ done
 
 # The llama.cpp decode peer takes the thread count as its 4th argument since it prints it;
 # an older build ignores it and runs 2 threads.
-probe=$("$LLAMACPP_DECODE" "${FILE[${TAGS[0]}]}" 1 "${IDS[${TAGS[0]}]}" "$THREADS" 2>/dev/null) \
-    || die "$LLAMACPP_DECODE fails on ${FILE[${TAGS[0]}]}"
-[[ $probe == *", $THREADS threads"* ]] || die "$LLAMACPP_DECODE does not take a thread count \
-(built from an older bench/peers/llamacpp_decode.c): rebuild it, see its header"
+if has_peer llama.cpp; then
+    probe=$("$LLAMACPP_DECODE" "${FILE[${TAGS[0]}]}" 1 "${IDS[${TAGS[0]}]}" "$THREADS" 2>/dev/null) \
+        || die "$LLAMACPP_DECODE fails on ${FILE[${TAGS[0]}]}"
+    [[ $probe == *", $THREADS threads"* ]] || die "$LLAMACPP_DECODE does not take a thread \
+count (built from an older bench/peers/llamacpp_decode.c): rebuild it, see its header"
+fi
 
 RAW=${RAW:-$(mktemp -d /tmp/compare.XXXXXX)}
 mkdir -p "$RAW"
@@ -320,6 +337,7 @@ for t in "${TAGS[@]}"; do printf '%s\t%s\t%s\n' "$t" "${FILE[$t]}" "${IDS[$t]}";
     echo "candle_version=$(grep -A1 '^name = "candle-core"' "$ROOT/bench/peers/Cargo.lock" \
         | sed -n 's/^version = "\(.*\)"/\1/p')"
     echo "threads=$THREADS"
+    echo "peers=$PEERS"
     echo "n=$N"
     echo "prefill_tokens=$PREFILL_TOKENS"
     echo "decode_tokens=$DECODE_TOKENS"
@@ -390,7 +408,8 @@ run() {
     printf '  %-9s %-7s %6d.%03d ms\n' "$prog" "$kind" $((us / 1000)) $((us % 1000)) >&2
 }
 
-PROGS=(lazyforge llama.cpp candle)
+# shellcheck disable=SC2206 # PEERS is a list of words
+PROGS=(lazyforge $PEERS)
 echo "compare.sh: raw outputs in $RAW" >&2
 for t in "${TAGS[@]}"; do
     for ((rep = 1; rep <= N; rep++)); do
@@ -404,7 +423,9 @@ for t in "${TAGS[@]}"; do
         for kind in warm prefill decode; do
             for p in "${order[@]}"; do run "$t" "$p" "$kind" "$rep"; done
         done
-        for p in llama.cpp candle; do run "$t" "$p" table "$rep"; done
+        for p in llama.cpp candle; do
+            if has_peer $p; then run "$t" "$p" table "$rep"; fi
+        done
     done
 done
 echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/meta.txt"
