@@ -26,7 +26,7 @@
 #                   gguf_file::Content::read + ModelWeights::from_gguf (reads every weight).
 #                   Different amounts of work: compare the first-token rows end to end.
 #   table read (µs) the GGUF header and tensor table only, no weights: median of 200 reads in
-#                   one process, warm. lazyforge `Checkpoint::open` and candle
+#                   one process, warm, once per model after the rounds (no spread). lazyforge `Checkpoint::open` and candle
 #                   `gguf_file::Content::read` on a BufReader (both from lazyforge-peer-bench
 #                   FILE); llama.cpp gguf_init_from_file, no_alloc (bench/peers/llamacpp_open.c).
 #   first token     whole process, measured from outside: start → exit after generating one
@@ -183,7 +183,7 @@ def cell(tag, prog, metric):
     v = vals.get((tag, prog, metric))
     if not v:
         return "—"
-    digits = 0 if metric.startswith("first") else 1
+    digits = 0 if metric.startswith("first") or metric == "table" else 1
     f = f"{{:.{digits}f}}"
     m, lo, hi = f.format(med(v)), f.format(min(v)), f.format(max(v))
     return m if lo == hi else f"{m} ({lo}–{hi})"
@@ -423,9 +423,10 @@ for t in "${TAGS[@]}"; do
         for kind in warm prefill decode; do
             for p in "${order[@]}"; do run "$t" "$p" "$kind" "$rep"; done
         done
-        for p in llama.cpp candle; do
-            if has_peer $p; then run "$t" "$p" table "$rep"; fi
-        done
+    done
+    # The table read: once per model, each program's own median of 200 reads.
+    for p in llama.cpp candle; do
+        if has_peer "$p"; then run "$t" "$p" table 1; fi
     done
 done
 echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/meta.txt"
