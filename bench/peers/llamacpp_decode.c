@@ -8,7 +8,10 @@
  *
  * Build against libllama from llama.cpp's source (see BENCHMARKS.md):
  *   cc -O2 -I$LLAMA/include -I$LLAMA/ggml/include llamacpp_decode.c \
- *      $BUILD/src/libllama.a $BUILD/ggml/src/libggml*.a -lstdc++ -lm -lpthread -o llamacpp_decode
+ *      $BUILD/src/libllama.a $BUILD/ggml/src/libggml*.a -lstdc++ -lm -lpthread -fopenmp \
+ *      -o llamacpp_decode
+ * (-fopenmp: ggml built with OpenMP, its default; the libggml*.a order may need
+ * libggml.a libggml-cpu.a libggml-base.a.)
  */
 #include <stdio.h>
 #include <stdlib.h>
