@@ -8,10 +8,10 @@
  *
  * Build against libllama from llama.cpp's source (see BENCHMARKS.md):
  *   cc -O2 -I$LLAMA/include -I$LLAMA/ggml/include llamacpp_decode.c \
- *      $BUILD/src/libllama.a $BUILD/ggml/src/libggml*.a -lstdc++ -lm -lpthread -fopenmp \
- *      -o llamacpp_decode
- * (-fopenmp: ggml built with OpenMP, its default; the libggml*.a order may need
- * libggml.a libggml-cpu.a libggml-base.a.)
+ *      $BUILD/src/libllama.a $BUILD/ggml/src/libggml.a $BUILD/ggml/src/libggml-cpu.a \
+ *      $BUILD/ggml/src/libggml-base.a -lstdc++ -lm -lpthread -fopenmp -o llamacpp_decode
+ * (static libraries, -DBUILD_SHARED_LIBS=OFF, in this order; -fopenmp: ggml's default build
+ * uses OpenMP.)
  */
 #include <stdio.h>
 #include <stdlib.h>
