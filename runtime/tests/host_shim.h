@@ -2,6 +2,7 @@
 // for the `kernels_on_the_host` test: CUDA's qualifiers are defined away and the one
 // intrinsic they use is given its host meaning.
 #include <cstring>
+#include <math.h>
 #define LF_HD static inline
 #define __device__
 #define __forceinline__ inline

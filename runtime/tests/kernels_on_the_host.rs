@@ -4,6 +4,10 @@
 //! bit for bit (compiled without contraction into multiply-adds, as the reference computes),
 //! dot products to a relative 1e-5 of the sum of magnitudes.
 //!
+//! The attention kernel's algorithm (4 warps striding over the cache's slots, each with the
+//! kernel's online softmax, merged at the end) runs on the host with the kernel's own
+//! functions (`softmax.cuh`) and is checked against the CPU attention.
+//!
 //! This checks the kernels' arithmetic, not the GPU: launches, indexing across threads and
 //! warp reductions run only on a device (see docs/gpu.md). Without `c++`/`g++` the test
 //! prints why and passes, unless `LAZYFORGE_REQUIRE_CXX=1`.
@@ -135,17 +139,112 @@ fn run_driver(
     (deq.to_vec(), dots.to_vec())
 }
 
-#[test]
-fn kernels_on_the_host() {
+/// The driver, built once per test (or `None`: no compiler, the test skips).
+fn driver(dir: &Path) -> Option<PathBuf> {
     let Some(cxx) = compiler() else {
         if std::env::var("LAZYFORGE_REQUIRE_CXX").as_deref() == Ok("1") {
             panic!("LAZYFORGE_REQUIRE_CXX=1 but no C++ compiler (c++, g++, clang++) was found");
         }
         eprintln!("skipped: no C++ compiler (c++, g++, clang++) to build the kernels for the host");
+        return None;
+    };
+    Some(build_driver(cxx, dir))
+}
+
+#[test]
+fn attention_kernel_on_the_host_matches_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(exe) = driver(dir.path()) else {
         return;
     };
+    let mut rng = Rng(0x51ed_2701_a3c4_9f11);
+    for (hd, slots, window) in [
+        (64, 37, None),
+        (256, 200, Some(50)),
+        (80, 9, Some(1)),
+        (32, 1, None),
+    ] {
+        // A ring: slot i holds position base + (i + shift) % slots, a few slots free.
+        let shift = slots / 3;
+        let mut slot_pos: Vec<i32> = (0..slots)
+            .map(|i| (100 + (i + shift) % slots) as i32)
+            .collect();
+        for i in (0..slots).step_by(7).skip(1) {
+            slot_pos[i] = -1;
+        }
+        let pos = 100 + slots as i32 - 1; // the newest position, always held
+        let held = slot_pos.iter().position(|&p| p == pos).unwrap();
+        assert_ne!(slot_pos[held], -1);
+        let q: Vec<f32> = (0..hd).map(|_| rng.unit()).collect();
+        let k: Vec<f32> = (0..slots * hd).map(|_| rng.unit()).collect();
+        let v: Vec<f32> = (0..slots * hd).map(|_| rng.unit()).collect();
+        let scale = (hd as f64).powf(-0.5) as f32;
+        let mut input = Vec::new();
+        for x in [
+            -1i32,
+            hd as i32,
+            slots as i32,
+            pos,
+            window.unwrap_or(0) as i32,
+        ] {
+            input.extend(x.to_le_bytes());
+        }
+        input.extend(scale.to_le_bytes());
+        for x in q.iter().chain(&k).chain(&v) {
+            input.extend(x.to_le_bytes());
+        }
+        for p in &slot_pos {
+            input.extend(p.to_le_bytes());
+        }
+        let mut child = Command::new(&exe)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "attention driver failed: {:?}",
+            out.status
+        );
+        let got: Vec<f32> = out
+            .stdout
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        // The CPU attention over the held slots only.
+        let keep: Vec<usize> = (0..slots).filter(|&i| slot_pos[i] >= 0).collect();
+        let positions: Vec<usize> = keep.iter().map(|&i| slot_pos[i] as usize).collect();
+        let gather = |x: &[f32]| -> Vec<f32> {
+            keep.iter()
+                .flat_map(|&i| x[i * hd..(i + 1) * hd].iter().copied())
+                .collect()
+        };
+        let (kk, vv) = (gather(&k), gather(&v));
+        let view = lazyforge::ops::cpu::KvView::from_tokens(&kk, &vv, &positions, 1, hd).unwrap();
+        let want = lazyforge::ops::cpu::attention(&q, &[pos as usize], 1, &view, window).unwrap();
+        let num: f64 = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum();
+        let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+        let e = (num / den).sqrt();
+        assert!(
+            e <= 1e-5,
+            "hd {hd}, {slots} slots, window {window:?}: relative L2 {e:e}"
+        );
+        eprintln!("attention hd {hd}, {slots} slots, window {window:?}: relative L2 {e:.1e}");
+    }
+}
+
+#[test]
+fn kernels_on_the_host() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = build_driver(cxx, dir.path());
+    let Some(exe) = driver(dir.path()) else {
+        return;
+    };
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for (dtype, _) in kernels::TYPED {
         for (k, rows) in [

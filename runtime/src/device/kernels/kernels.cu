@@ -278,6 +278,8 @@ extern "C" __global__ void lf_attention(const float* q, const float* kc, const f
         acc[j] = 0.0f;
     }
     float m = -INFINITY, s = 0.0f;
+    // This lane's accumulated values: d = lane, lane + 32, ... below hd.
+    int count = lane < hd ? (hd - lane + LF_WARP - 1) / LF_WARP : 0;
     for (int slot = warp; slot < slots; slot += warps) {
         int p = slot_pos[slot];
         if (p < first || p > pos) continue;
@@ -289,35 +291,15 @@ extern "C" __global__ void lf_attention(const float* q, const float* kc, const f
             if (d < hd) dot += qr[j] * kr[d];
         }
         float sc = lf_warp_sum(dot) * scale;
-        float mn = fmaxf(m, sc);
-        float corr = expf(m - mn); // 0 on the first key (m = -inf)
-        float e = expf(sc - mn);
-        s = s * corr + e;
-        for (int j = 0; j < per; ++j) {
-            int d = lane + LF_WARP * j;
-            acc[j] = acc[j] * corr + (d < hd ? e * vr[d] : 0.0f);
-        }
-        m = mn;
+        lf_online_push(&m, &s, acc, count, vr + lane, LF_WARP, sc);
     }
     if (lane == 0) {
         sm_m[warp] = m;
         sm_s[warp] = s;
     }
-    for (int j = 0; j < per; ++j) {
-        int d = lane + LF_WARP * j;
-        if (d < hd) sm_acc[warp][d] = acc[j];
-    }
+    for (int j = 0; j < count; ++j) sm_acc[warp][lane + LF_WARP * j] = acc[j];
     __syncthreads();
-    float big = -INFINITY;
-    for (int w = 0; w < warps; ++w) big = fmaxf(big, sm_m[w]);
-    float total = 0.0f;
-    for (int w = 0; w < warps; ++w)
-        if (sm_s[w] > 0.0f) total += sm_s[w] * expf(sm_m[w] - big);
     float* o = out + ((long long)t * n_heads + h) * hd;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float v = 0.0f;
-        for (int w = 0; w < warps; ++w)
-            if (sm_s[w] > 0.0f) v += sm_acc[w][d] * expf(sm_m[w] - big);
-        o[d] = v / total;
-    }
+    for (int d = threadIdx.x; d < hd; d += blockDim.x)
+        o[d] = lf_online_merge(sm_m, sm_s, &sm_acc[0][d], LF_MAX_HEAD_DIM, warps);
 }

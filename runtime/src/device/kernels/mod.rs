@@ -8,6 +8,8 @@ pub const COMMON: &str = include_str!("common.cuh");
 /// Dequantization of 32-value chunks of every supported block format, and their dot products
 /// with `f32` activations.
 pub const QUANT: &str = include_str!("quant.cuh");
+/// The online softmax of the attention kernel (running maximum, sum and accumulator).
+pub const SOFTMAX: &str = include_str!("softmax.cuh");
 /// The `extern "C"` kernels.
 pub const KERNELS: &str = include_str!("kernels.cu");
 /// CUDA spellings (warp shuffle) the kernels use.
@@ -68,10 +70,10 @@ pub fn suffix(dtype: crate::DType) -> Option<&'static str> {
 
 /// The whole translation unit NVRTC compiles.
 pub fn cuda_source() -> String {
-    [CUDA_PRELUDE, COMMON, QUANT, KERNELS].join("\n")
+    [CUDA_PRELUDE, COMMON, QUANT, SOFTMAX, KERNELS].join("\n")
 }
 
 /// The whole translation unit hiprtc compiles.
 pub fn hip_source() -> String {
-    [HIP_COMPAT, COMMON, QUANT, KERNELS].join("\n")
+    [HIP_COMPAT, COMMON, QUANT, SOFTMAX, KERNELS].join("\n")
 }
