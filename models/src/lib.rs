@@ -46,6 +46,7 @@ pub mod qwen3;
 pub mod registry;
 pub mod run;
 pub mod sampling;
+pub mod synth;
 pub mod tokenizer;
 
 pub use cache::Cache;

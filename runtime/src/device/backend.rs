@@ -103,14 +103,23 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Entries `start..start + len` of dimension `dim` of the `f32` tensor `x`, copied.
     fn narrow(&self, x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor>;
+
+    /// Free and total bytes of the device's memory, where the backend can tell (a GPU);
+    /// `None` for host memory. A device's residency budget defaults to 90% of the free bytes.
+    fn memory_info(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
-/// The backend that computes on `device`: [`Cpu`] for [`Device::Cpu`]; for CUDA and HIP the
-/// error of [`Device::ensure_available`] (this build has no backend for them).
+/// The backend that computes on `device`: [`Cpu`] for [`Device::Cpu`]; for CUDA (feature
+/// `cuda`) the device's backend, opened on first use; otherwise the error of
+/// [`Device::ensure_available`] (no backend in this build, no driver, or no such device).
 pub fn backend(device: Device) -> Result<&'static dyn Backend> {
     match device {
         Device::Cpu => Ok(&Cpu),
-        Device::Cuda(_) | Device::Hip(_) => {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(n) => Ok(super::cuda::backend(n)?),
+        _ => {
             device.ensure_available()?;
             Err(Error::Device {
                 device: device.to_string(),

@@ -4,6 +4,11 @@
 
 mod backend;
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(feature = "hip")]
+pub mod hip;
+pub mod kernels;
 mod tensor;
 
 pub use backend::{backend, Backend};
@@ -31,11 +36,17 @@ impl Device {
     pub fn ensure_available(self) -> Result<()> {
         match self {
             Device::Cpu => Ok(()),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => cuda::backend(n).map(|_| ()),
+            #[cfg(not(feature = "cuda"))]
             Device::Cuda(_) => Err(Error::Device {
                 device: self.to_string(),
                 reason: "this build of lazyforge has no CUDA backend (enable the `cuda` feature)"
                     .into(),
             }),
+            #[cfg(feature = "hip")]
+            Device::Hip(n) => hip::open(n),
+            #[cfg(not(feature = "hip"))]
             Device::Hip(_) => Err(Error::Device {
                 device: self.to_string(),
                 reason: "this build of lazyforge has no HIP backend (enable the `hip` feature)"

@@ -121,12 +121,20 @@ thread_local! {
 }
 
 impl Residency {
-    /// An empty residency for `device` with no budget.
+    /// An empty residency for `device`: no budget on the host; on a GPU, 90% of the memory
+    /// free when it is made (the rest is left to KV caches, activations and workspace).
     pub fn new(device: Device) -> Arc<Residency> {
+        let budget = match device {
+            Device::Cpu => UNLIMITED,
+            _ => crate::device::backend(device)
+                .ok()
+                .and_then(|b| b.memory_info())
+                .map_or(UNLIMITED, |(free, _)| free / 10 * 9),
+        };
         Arc::new(Residency {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             device,
-            budget: AtomicU64::new(UNLIMITED),
+            budget: AtomicU64::new(budget),
             resident: AtomicU64::new(0),
             peak: AtomicU64::new(0),
             clock: AtomicU64::new(0),
@@ -701,8 +709,18 @@ impl Slot {
         Ok(tensor)
     }
 
-    /// The tensor on the device, and the time spent faulting mapped pages in.
+    /// The tensor on the device, and the time spent faulting mapped pages in: read on the
+    /// host, then, for a GPU, uploaded by its backend (through its pinned staging).
     fn read_and_convert(&self) -> Result<(Tensor, Duration)> {
+        let (tensor, fault) = self.read_and_convert_host()?;
+        match self.residency.device {
+            Device::Cpu => Ok((tensor, fault)),
+            device => Ok((crate::device::backend(device)?.upload(&tensor)?, fault)),
+        }
+    }
+
+    /// The tensor in host memory, and the time spent faulting mapped pages in.
+    fn read_and_convert_host(&self) -> Result<(Tensor, Duration)> {
         let info = &self.info;
         // A file truncated or rewritten since it was opened is refused before any of its
         // bytes are touched.

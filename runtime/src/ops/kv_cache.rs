@@ -208,8 +208,77 @@ impl KvCache {
         Ok(())
     }
 
+    /// For a device backend's [`kv_append`](crate::device::Backend::kv_append): checks
+    /// `positions` as [`append`](KvCache::append) does, drops what the sliding window no
+    /// longer needs, grows (or shrinks) the ring as `append` would, records the positions,
+    /// and returns the slot each new token's key and value go to; the backend then writes
+    /// them there. Growing moves the entries through the host (amortized by doubling).
+    pub fn claim_slots(&mut self, positions: &[usize]) -> Result<Vec<usize>> {
+        let mut previous = self.last_position;
+        for &p in positions {
+            if previous.is_some_and(|q| p <= q) || p == EMPTY {
+                return Err(Error::Invalid(format!(
+                    "KvCache::append: positions must increase (after {previous:?}, found {p})"
+                )));
+            }
+            previous = Some(p);
+        }
+        let Some(&first) = positions.first() else {
+            return Ok(Vec::new());
+        };
+        if let Some(limit) = self.window.and_then(|w| first.checked_sub(w)) {
+            while self.len > 0 && self.positions[self.start] <= limit {
+                self.positions[self.start] = EMPTY;
+                self.start = (self.start + 1) % self.slots;
+                self.len -= 1;
+            }
+        }
+        let need = self.len + positions.len();
+        if need > self.slots {
+            let grown = need.max(2 * self.slots).max(MIN_SLOTS);
+            let bounded = match self.window {
+                Some(w) => grown.min(need.max(w)),
+                None => grown,
+            };
+            self.relayout(bounded)?;
+        } else if let Some(w) = self.window.filter(|&w| self.slots > 2 * w.max(need)) {
+            self.relayout(w.max(need))?;
+        }
+        let slots: Vec<usize> = (0..positions.len())
+            .map(|t| (self.start + self.len + t) % self.slots)
+            .collect();
+        for (&slot, &p) in slots.iter().zip(positions) {
+            self.positions[slot] = p;
+        }
+        self.len = need;
+        self.last_position = previous;
+        Ok(slots)
+    }
+
+    /// [`relayout`](KvCache::relayout) for a cache in device memory: through host copies.
+    fn relayout_device(&mut self, slots: usize) -> Result<()> {
+        let backend = device::backend(self.device)?;
+        let (k, v) = (backend.download(&self.k)?, backend.download(&self.v)?);
+        let mut host = KvCache {
+            device: Device::Cpu,
+            k,
+            v,
+            ..self.clone()
+        };
+        host.relayout(slots)?;
+        self.k = backend.upload(&host.k)?;
+        self.v = backend.upload(&host.v)?;
+        self.positions = host.positions;
+        self.slots = host.slots;
+        self.start = host.start;
+        Ok(())
+    }
+
     /// Moves the entries, oldest first, into a ring of `slots` slots starting at slot 0.
     fn relayout(&mut self, slots: usize) -> Result<()> {
+        if self.device != Device::Cpu {
+            return self.relayout_device(slots);
+        }
         debug_assert!(slots >= self.len);
         let hd = self.head_dim;
         let mut k = vec![0.0f32; self.n_kv_heads * slots * hd];
