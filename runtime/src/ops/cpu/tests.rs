@@ -171,6 +171,39 @@ fn matvec_matches_dequantized_reference_in_every_dtype() {
 }
 
 #[test]
+fn matvec_many_is_matvec_per_weight_bit_for_bit() {
+    let mut rng = Rng::new(21);
+    // Row counts that are not multiples of the part alignment (16) or of the vector width,
+    // large enough to be split into several parts, and several dtypes in one set.
+    for k in [96, 256, 1024] {
+        let dtypes = working_dtypes(k);
+        let weights: Vec<Tensor> = dtypes
+            .iter()
+            .enumerate()
+            .map(|(i, &dt)| random_tensor(dt, &[[1, 3, 17, 130, 2049][i % 5], k], &mut rng))
+            .collect();
+        let x = rng.vec(k);
+        let refs: Vec<&Tensor> = weights.iter().collect();
+        let many = matvec_many(&refs, &x).unwrap();
+        assert_eq!(many.len(), weights.len());
+        for ((w, got), dt) in weights.iter().zip(&many).zip(&dtypes) {
+            let one = matvec(w, &x).unwrap();
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{dt} [{}, {k}]",
+                w.shape()[0]
+            );
+            let want = reference::matmul(&x, &w.to_f32_vec().unwrap(), 1, w.shape()[0], k);
+            assert_close(got, &want, 1e-5, &format!("matvec_many {dt} k {k}"));
+        }
+    }
+    assert!(matvec_many(&[], &[1.0]).unwrap().is_empty());
+    let (a, b) = (Tensor::zeros([4, 8]), Tensor::zeros([4, 7]));
+    assert!(matvec_many(&[&a, &b], &[0.0; 8]).is_err());
+}
+
+#[test]
 fn matmul_matches_dequantized_reference_in_every_dtype() {
     let mut rng = Rng::new(3);
     for (n, m, k) in [(5, 37, 512), (1, 9, 256), (2, 70, 96), (17, 64, 256)] {
