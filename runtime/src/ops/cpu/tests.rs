@@ -478,6 +478,35 @@ fn softmax_gives_masked_entries_zero_and_an_all_masked_row_zeros_not_nan() {
 }
 
 #[test]
+fn gelu_tanh_is_accurate_in_its_tails_and_long_slices_map_like_short_ones() {
+    for i in -3000..=3000 {
+        let x = i as f32 * 0.01;
+        let (got, want) = (gelu_tanh(x), reference::gelu_tanh(x));
+        // Relative to the value (the negative tail is tiny but must keep its digits), down to
+        // the reference's own floor: its `1 + tanh` in f64 is only good to 1e-16 absolute.
+        assert!(
+            (got - want).abs() <= 2e-6 * want.abs() + 1e-15 * x.abs(),
+            "gelu_tanh({x}) = {got}, want {want}"
+        );
+    }
+    assert_eq!(gelu_tanh(1e20), 1e20);
+    assert_eq!(gelu_tanh(-1e20), 0.0);
+    assert!(gelu_tanh(f32::NAN).is_nan());
+    // Past the parallel threshold: every value as the scalar function computes it.
+    let mut rng = Rng::new(15);
+    let x: Vec<f32> = rng.vec(100_003).iter().map(|v| v * 6.0).collect();
+    let up = rng.vec(x.len());
+    let mut got = x.clone();
+    geglu_in_place(&mut got, &up).unwrap();
+    let mut s = x.clone();
+    swiglu_in_place(&mut s, &up).unwrap();
+    for i in 0..x.len() {
+        assert_eq!(got[i].to_bits(), (gelu_tanh(x[i]) * up[i]).to_bits());
+        assert_eq!(s[i].to_bits(), (silu(x[i]) * up[i]).to_bits());
+    }
+}
+
+#[test]
 fn activations_match_their_formulas() {
     let mut rng = Rng::new(14);
     let x: Vec<f32> = rng.vec(500).iter().map(|v| v * 8.0).collect();
