@@ -18,6 +18,25 @@ pub(crate) fn linear(mode: ExecutionMode) -> Linear {
     }
 }
 
+/// The products of several weights with one input `x` (a layer's q, k and v, or gate and
+/// up): one `ops::matvec_many` in decode (one dispatch, the input prepared once),
+/// `ops::matmul` per weight otherwise. Called as `project(mode, [&wq, &wk, &wv], &x)`.
+pub(crate) fn project<const N: usize>(
+    mode: ExecutionMode,
+    ws: [&Tensor; N],
+    x: &Tensor,
+) -> Result<[Tensor; N]> {
+    let ys = match mode {
+        ExecutionMode::DECODE => ops::matvec_many(&ws, x)?,
+        _ => ws
+            .iter()
+            .map(|w| ops::matmul(x, w))
+            .collect::<lazyforge::Result<Vec<_>>>()?,
+    };
+    ys.try_into()
+        .map_err(|_| Error::Config("project: one product per weight".into()))
+}
+
 /// `rms_norm(x)` with the norm weight `w`.
 pub(crate) fn rms_norm(x: &Tensor, w: &Weight, eps: f32) -> Result<Tensor> {
     Ok(ops::rms_norm(x, &*w.get()?, eps)?)

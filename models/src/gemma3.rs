@@ -20,7 +20,7 @@
 //! ```
 
 use crate::cache::Cache;
-use crate::common::{self, linear, positions, rms_norm};
+use crate::common::{self, linear, positions, project, rms_norm};
 use crate::error::{Error, Result};
 use crate::llama::LlamaConfig;
 use lazyforge::ops::{self, KvCache, RopeStyle, RopeTable};
@@ -114,9 +114,11 @@ impl Attention {
             ops::rope(&mut t, RopeStyle::SplitHalf, n, c.head_dim, &pos, rope)?;
             Ok::<_, Error>(t)
         };
-        let q = heads(mm(&*self.q()?, x)?, &self.q_norm, c.n_heads)?;
-        let k = heads(mm(&*self.k()?, x)?, &self.k_norm, c.n_kv_heads)?;
-        kv.append(&k, &mm(&*self.v()?, x)?, &pos)?;
+        let (wq, wk, wv) = (self.q()?, self.k()?, self.v()?);
+        let [q, k, v] = project(m, [&*wq, &*wk, &*wv], x)?;
+        let q = heads(q, &self.q_norm, c.n_heads)?;
+        let k = heads(k, &self.k_norm, c.n_kv_heads)?;
+        kv.append(&k, &v, &pos)?;
         let mixed = ops::attention(&q, &pos, c.n_heads, kv, kv.window())?;
         Ok(mm(&*self.o()?, &mixed)?)
     }
@@ -138,10 +140,10 @@ pub struct FeedForward {
 #[strategy(prefill, decode, via = run)]
 impl FeedForward {
     fn run(&self, mode: ExecutionMode, x: &Tensor) -> Result<Tensor> {
-        let mm = linear(mode);
-        let mut g = mm(&*self.gate()?, x)?;
-        ops::geglu_in_place(&mut g, &mm(&*self.up()?, x)?)?;
-        Ok(mm(&*self.down()?, &g)?)
+        let (gate, up) = (self.gate()?, self.up()?);
+        let [mut g, u] = project(mode, [&*gate, &*up], x)?;
+        ops::geglu_in_place(&mut g, &u)?;
+        Ok(linear(mode)(&*self.down()?, &g)?)
     }
 }
 

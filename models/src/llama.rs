@@ -20,12 +20,14 @@
 //! ```
 
 use crate::cache::Cache;
+use crate::common::project;
 use crate::error::{Error, Result};
 use lazyforge::ops::{self, KvCache, RopeTable};
 use lazyforge::serde::{Deserialize, Serialize};
 use lazyforge::source::gguf::GgufFile;
 use lazyforge::{
-    lazy_module, strategy, Bind, Checkpoint, Device, LazyModule, Scope, Tensor, Weight,
+    lazy_module, strategy, Bind, Checkpoint, Device, ExecutionMode, LazyModule, Scope, Tensor,
+    Weight,
 };
 use std::path::Path;
 
@@ -272,9 +274,7 @@ impl Attention {
     /// One token: matrix-vector projections against the cache.
     fn decode(&self, x: &Tensor, cache: &mut KvCache, rope: &RopeTable) -> Result<Tensor> {
         let (wq, wk, wv) = (self.q()?, self.k()?, self.v()?);
-        let q = ops::matvec(&wq, x)?;
-        let k = ops::matvec(&wk, x)?;
-        let v = ops::matvec(&wv, x)?;
+        let [q, k, v] = project(ExecutionMode::DECODE, [&*wq, &*wk, &*wv], x)?;
         let mixed = self.attend(q, k, v, cache, rope)?;
         let wo = self.o()?;
         Ok(ops::matvec(&wo, &mixed)?)
@@ -347,8 +347,7 @@ impl FeedForward {
     /// One token: matrix-vector products.
     fn decode(&self, x: &Tensor) -> Result<Tensor> {
         let (gate, up, down) = (self.gate()?, self.up()?, self.down()?);
-        let mut g = ops::matvec(&gate, x)?;
-        let u = ops::matvec(&up, x)?;
+        let [mut g, u] = project(ExecutionMode::DECODE, [&*gate, &*up], x)?;
         ops::swiglu_in_place(&mut g, &u)?;
         Ok(ops::matvec(&down, &g)?)
     }

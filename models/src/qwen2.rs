@@ -25,8 +25,8 @@
 //! ```
 
 use crate::cache::Cache;
-use crate::common::{self, linear, positions, rms_norm};
-use crate::error::{Error, Result};
+use crate::common::{self, linear, positions, project, rms_norm};
+use crate::error::Result;
 use crate::hf::{flag, layer_windows, open_hf, refuse_unsupported};
 use crate::llama::{self, FeedForward, LlamaConfig};
 use lazyforge::ops::{self, KvCache, RopeTable};
@@ -98,15 +98,18 @@ impl Attention {
     /// Projects with biases, rotates q and k, appends k and v to the cache, attends.
     fn run(&self, m: ExecutionMode, x: &Tensor, kv: &mut KvCache, r: &RopeTable) -> Result<Tensor> {
         let (c, mm, pos) = (&self.cfg, linear(m), positions(kv, x, self.cfg.hidden));
-        let proj = |w: &Weight, b: &Weight| {
-            let mut y = mm(&*w.get()?, x)?;
-            ops::add_bias_in_place(&mut y, &*b.get()?)?;
-            Ok::<_, Error>(y)
-        };
-        let (mut q, mut k) = (proj(&self.q, &self.q_bias)?, proj(&self.k, &self.k_bias)?);
+        let (wq, wk, wv) = (self.q()?, self.k()?, self.v()?);
+        let [mut q, mut k, mut v] = project(m, [&*wq, &*wk, &*wv], x)?;
+        for (y, b) in [
+            (&mut q, &self.q_bias),
+            (&mut k, &self.k_bias),
+            (&mut v, &self.v_bias),
+        ] {
+            ops::add_bias_in_place(y, &*b.get()?)?;
+        }
         ops::rope(&mut q, c.rope_style, c.n_heads, c.head_dim, &pos, r)?;
         ops::rope(&mut k, c.rope_style, c.n_kv_heads, c.head_dim, &pos, r)?;
-        kv.append(&k, &proj(&self.v, &self.v_bias)?, &pos)?;
+        kv.append(&k, &v, &pos)?;
         let mixed = ops::attention(&q, &pos, c.n_heads, kv, kv.window())?;
         Ok(mm(&*self.o()?, &mixed)?)
     }

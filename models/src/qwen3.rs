@@ -20,7 +20,7 @@
 //! ```
 
 use crate::cache::Cache;
-use crate::common::{self, linear, positions, rms_norm};
+use crate::common::{self, linear, positions, project, rms_norm};
 use crate::error::{Error, Result};
 use crate::hf::{bad, flag, layer_windows, open_hf, refuse_unsupported};
 use crate::llama::{self, FeedForward, LlamaConfig};
@@ -114,9 +114,11 @@ impl Attention {
             ops::rope(&mut t, c.rope_style, n, c.head_dim, &pos, r)?;
             Ok::<_, Error>(t)
         };
-        let q = heads(mm(&*self.q()?, x)?, &self.q_norm, c.n_heads)?;
-        let k = heads(mm(&*self.k()?, x)?, &self.k_norm, c.n_kv_heads)?;
-        kv.append(&k, &mm(&*self.v()?, x)?, &pos)?;
+        let (wq, wk, wv) = (self.q()?, self.k()?, self.v()?);
+        let [q, k, v] = project(m, [&*wq, &*wk, &*wv], x)?;
+        let q = heads(q, &self.q_norm, c.n_heads)?;
+        let k = heads(k, &self.k_norm, c.n_kv_heads)?;
+        kv.append(&k, &v, &pos)?;
         let mixed = ops::attention(&q, &pos, c.n_heads, kv, kv.window())?;
         Ok(mm(&*self.o()?, &mixed)?)
     }

@@ -30,6 +30,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// `[k]`); returns `[1, m]` (or `[m]`).
     fn matvec(&self, w: &Tensor, x: &Tensor) -> Result<Tensor>;
 
+    /// `[W₀ x, W₁ x, ...]` (decode): several weights `[mᵢ, k]` (any dtypes) against one
+    /// `f32` row `x`, each result shaped as [`matvec`](Backend::matvec)'s. A backend that
+    /// can run them together (one dispatch, the input prepared once) overrides this; the
+    /// default calls `matvec` once per weight.
+    fn matvec_many(&self, ws: &[&Tensor], x: &Tensor) -> Result<Vec<Tensor>> {
+        ws.iter().map(|w| self.matvec(w, x)).collect()
+    }
+
     /// `y = x Wᵀ` (prefill): `x` is `[n, k]` `f32`, `w` is `[m, k]` in any dtype; returns
     /// `[n, m]`.
     fn matmul(&self, x: &Tensor, w: &Tensor) -> Result<Tensor>;

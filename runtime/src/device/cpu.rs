@@ -39,6 +39,19 @@ impl Backend for Cpu {
         Tensor::from_f32(shape, y)
     }
 
+    fn matvec_many(&self, ws: &[&Tensor], x: &Tensor) -> Result<Vec<Tensor>> {
+        let ys = cpu::matvec_many(ws, x.as_f32()?)?;
+        ys.into_iter()
+            .map(|y| {
+                let mut shape = x.shape().to_vec();
+                if let Some(last) = shape.last_mut() {
+                    *last = y.len();
+                }
+                Tensor::from_f32(shape, y)
+            })
+            .collect()
+    }
+
     fn matmul(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         cpu::matmul(x, w)
     }

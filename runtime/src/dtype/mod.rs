@@ -7,7 +7,7 @@ mod quant;
 mod rowdot;
 
 pub use quant::{dequantize, dequantize_block, dot};
-pub use rowdot::dot_rows;
+pub use rowdot::{dot_rows, dot_rows_prepared, Prepared};
 
 use std::fmt;
 

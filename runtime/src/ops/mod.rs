@@ -83,6 +83,34 @@ pub fn matvec(w: &Tensor, x: &Tensor) -> Result<Tensor> {
     b.matvec(w, x)
 }
 
+/// `[W₀ x, W₁ x, ...]` for one token (decode): weights `[mᵢ, k]` in any dtypes that share
+/// the input `x` (`f32` `[1, k]` or `[k]`), e.g. a layer's q, k and v projections. Each
+/// result is [`matvec`]'s for its weight; a backend may run them in one dispatch (the CPU
+/// does: one team job, the input's block sums computed once).
+pub fn matvec_many(ws: &[&Tensor], x: &Tensor) -> Result<Vec<Tensor>> {
+    let mut operands = vec![("x", x)];
+    operands.extend(ws.iter().map(|w| ("w", *w)));
+    let b = on_one_device("ops::matvec_many", &operands)?;
+    activations("ops::matvec_many", "x", x)?;
+    for w in ws {
+        let k = w.shape().get(1).copied();
+        match (x.shape(), w.shape().len()) {
+            (&[kx] | &[1, kx], 2) if Some(kx) == k => {}
+            _ => {
+                return Err(Error::shape(
+                    format!(
+                        "ops::matvec_many: x (one row) against weight {:?}",
+                        w.shape()
+                    ),
+                    &[1, k.unwrap_or(0)],
+                    x.shape(),
+                ))
+            }
+        }
+    }
+    b.matvec_many(ws, x)
+}
+
 /// `y = x Wᵀ` for many tokens (prefill): `x` is `f32` `[n, k]`, `w` is `[m, k]` in any
 /// dtype; returns `[n, m]`.
 pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {

@@ -39,6 +39,9 @@ pub(crate) struct Kernel {
     /// `"avx512"`, `"avx2"` or `"portable"`.
     pub(crate) isa: &'static str,
     pub(crate) rows: RowsFn,
+    /// Whether the kernel reads `x` interleaved within each 32 values (see
+    /// `x86::interleave32`) rather than as stored.
+    pub(crate) interleaved: bool,
 }
 
 impl Kernel {
@@ -56,17 +59,123 @@ impl Kernel {
 
     /// Runs the kernel on rows that were already checked to encode `x.len()` values each.
     fn run(&self, dtype: DType, rows: &[u8], x: &[f32], out: &mut [f32]) {
+        let sums = sub_block_sums(dtype, x);
+        let xi = self.interleaved.then(|| interleave32(x));
+        self.run_with(rows, xi.as_deref().unwrap_or(x), &sums, out)
+    }
+
+    /// [`run`](Kernel::run) with the activation sums already computed
+    /// (`sub_block_sums(dtype, x)`) and `x` in the kernel's order.
+    fn run_with(&self, rows: &[u8], x: &[f32], sums: &[f32], out: &mut [f32]) {
         if out.is_empty() || x.is_empty() {
             out.fill(0.0);
             return;
         }
         let stride = rows.len() / out.len();
-        let sums = sub_block_sums(dtype, x);
         debug_assert!(self.available());
         // SAFETY: every `Kernel` handed out by `best` or `all` (the only constructors
         // callers reach) was checked with `available()`, i.e. the CPU has the features
         // the kernel is compiled for; lengths do not affect memory safety (see `RowsFn`).
-        unsafe { (self.rows)(rows, stride, x, &sums, out) }
+        unsafe { (self.rows)(rows, stride, x, sums, out) }
+    }
+}
+
+/// Activations prepared once for several row-dot calls (decode's products that share an
+/// input: q, k and v; gate and up; or the parts of one matrix split across threads): `x`
+/// and the sub-block sums of `x` the given dtypes need.
+#[derive(Debug, Clone)]
+pub struct Prepared<'a> {
+    x: &'a [f32],
+    sums16: Vec<f32>,
+    sums32: Vec<f32>,
+    /// `x` interleaved, if one of the dtypes' kernels reads it so.
+    interleaved: Option<Vec<f32>>,
+}
+
+impl<'a> Prepared<'a> {
+    /// Prepares `x` for rows of any of `dtypes`.
+    pub fn new(x: &'a [f32], dtypes: impl IntoIterator<Item = DType>) -> Prepared<'a> {
+        let (mut sums16, mut sums32, mut interleaved) = (Vec::new(), Vec::new(), None);
+        for dtype in dtypes {
+            match sum_width(dtype) {
+                Some(16) if sums16.is_empty() => sums16 = sub_block_sums(dtype, x),
+                Some(32) if sums32.is_empty() => sums32 = sub_block_sums(dtype, x),
+                _ => {}
+            }
+            if interleaved.is_none() && best(dtype).interleaved {
+                interleaved = Some(interleave32(x));
+            }
+        }
+        Prepared {
+            x,
+            sums16,
+            sums32,
+            interleaved,
+        }
+    }
+
+    /// The activations.
+    pub fn x(&self) -> &'a [f32] {
+        self.x
+    }
+
+    /// The sums `dtype`'s kernel reads; an error if they were not prepared for it.
+    fn sums(&self, dtype: DType) -> Result<&[f32]> {
+        let (sums, w) = match sum_width(dtype) {
+            None => return Ok(&[]),
+            Some(16) => (&self.sums16, 16),
+            Some(_) => (&self.sums32, 32),
+        };
+        if sums.len() != self.x.len() / w {
+            return Err(Error::Invalid(format!(
+                "dot_rows_prepared {dtype}: the activations were not prepared for {dtype}"
+            )));
+        }
+        Ok(sums)
+    }
+}
+
+/// [`dot_rows`] with activations prepared by [`Prepared::new`] (for `dtype` among others):
+/// the sums are not recomputed, so parts of one product, or products that share an input,
+/// prepare `x` once.
+pub fn dot_rows_prepared(
+    dtype: DType,
+    rows: &[u8],
+    x: &Prepared<'_>,
+    out: &mut [f32],
+) -> Result<()> {
+    let Some(stride) = row_stride(dtype, rows, out.len())? else {
+        return Ok(());
+    };
+    check_len("dot_rows", dtype, stride, x.x.len())?;
+    let kernel = best(dtype);
+    let xs = match (&x.interleaved, kernel.interleaved) {
+        (Some(xi), true) => xi.as_slice(),
+        (None, true) => {
+            return Err(Error::Invalid(format!(
+                "dot_rows_prepared {dtype}: the activations were not prepared for {dtype}"
+            )))
+        }
+        (_, false) => x.x,
+    };
+    kernel.run_with(rows, xs, x.sums(dtype)?, out);
+    Ok(())
+}
+
+/// The byte stride of `n` rows in `rows`: `None` for no rows and no bytes; an error if the
+/// bytes do not split into `n` rows.
+fn row_stride(dtype: DType, rows: &[u8], n: usize) -> Result<Option<usize>> {
+    match n {
+        0 if rows.is_empty() => Ok(None),
+        0 => Err(Error::Invalid(format!(
+            "dot_rows {dtype}: {} bytes for 0 rows",
+            rows.len()
+        ))),
+        n if rows.len().is_multiple_of(n) => Ok(Some(rows.len() / n)),
+        n => Err(Error::Invalid(format!(
+            "dot_rows {dtype}: {} bytes do not split into {n} rows",
+            rows.len()
+        ))),
     }
 }
 
@@ -94,16 +203,19 @@ pub(crate) fn all(dtype: DType) -> Vec<Kernel> {
             v.push(Kernel {
                 isa: "avx512",
                 rows,
+                interleaved: false,
             });
         }
         v.push(Kernel {
             isa: "avx2",
             rows: x86::kernel(dtype),
+            interleaved: x86::interleaved(dtype),
         });
     }
     v.push(Kernel {
         isa: "portable",
         rows: portable::kernel(dtype),
+        interleaved: false,
     });
     v.retain(Kernel::available);
     v
@@ -118,6 +230,7 @@ pub(crate) fn best(dtype: DType) -> Kernel {
                 return Kernel {
                     isa: "avx512",
                     rows,
+                    interleaved: false,
                 };
             }
         }
@@ -125,13 +238,24 @@ pub(crate) fn best(dtype: DType) -> Kernel {
             return Kernel {
                 isa: "avx2",
                 rows: x86::kernel(dtype),
+                interleaved: x86::interleaved(dtype),
             };
         }
     }
     Kernel {
         isa: "portable",
         rows: portable::kernel(dtype),
+        interleaved: false,
     }
+}
+
+/// `x` interleaved for the kernels that read it so (`x86::interleave32`); a plain copy where
+/// there are no such kernels.
+fn interleave32(x: &[f32]) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    return x86::interleave32(x);
+    #[cfg(not(target_arch = "x86_64"))]
+    return x.to_vec();
 }
 
 /// Width of the activation sub-block sums a dtype's minimum terms need, if any.
@@ -201,21 +325,8 @@ pub(crate) fn check_len(op: &str, dtype: DType, n_bytes: usize, n_values: usize)
 /// assert_eq!(y, [16.0, -32.0]);
 /// ```
 pub fn dot_rows(dtype: DType, rows: &[u8], x: &[f32], out: &mut [f32]) -> Result<()> {
-    let stride = match out.len() {
-        0 if rows.is_empty() => return Ok(()),
-        0 => {
-            return Err(Error::Invalid(format!(
-                "dot_rows {dtype}: {} bytes for 0 rows",
-                rows.len()
-            )))
-        }
-        n if rows.len().is_multiple_of(n) => rows.len() / n,
-        n => {
-            return Err(Error::Invalid(format!(
-                "dot_rows {dtype}: {} bytes do not split into {n} rows",
-                rows.len()
-            )))
-        }
+    let Some(stride) = row_stride(dtype, rows, out.len())? else {
+        return Ok(());
     };
     check_len("dot_rows", dtype, stride, x.len())?;
     best(dtype).run(dtype, rows, x, out);
@@ -472,6 +583,49 @@ mod tests {
         let mut out = [1f32; 4];
         dot_rows(DType::F32, &[], &[], &mut out).unwrap();
         assert_eq!(out, [0.0; 4]);
+    }
+
+    #[test]
+    fn prepared_rows_match_the_portable_kernel_for_every_dtype_and_odd_shapes() {
+        let mut rng = Rng(0x51_7CC1_B727);
+        for dtype in DType::ALL {
+            // Block counts that leave tails of every vector and unroll width.
+            let lens: &[usize] = if dtype.is_quantized() {
+                &[1, 3, 5, 7]
+            } else {
+                &[1, 3, 9, 17, 31]
+            };
+            for &blocks in lens {
+                let n = blocks * dtype.block_size();
+                for n_rows in [1, 2, 5] {
+                    let rows = row(dtype, n_rows * blocks, || rng.next() as u8, || 0.7);
+                    let x: Vec<f32> = (0..n).map(|_| rng.unit()).collect();
+                    let prepared = Prepared::new(&x, [DType::Q8_0, dtype, DType::Q2_K]);
+                    let mut got = vec![f32::NAN; n_rows];
+                    dot_rows_prepared(dtype, &rows, &prepared, &mut got).unwrap();
+                    let portable = Kernel {
+                        isa: "portable",
+                        rows: portable::kernel(dtype),
+                        interleaved: false,
+                    };
+                    let mut want = vec![f32::NAN; n_rows];
+                    portable.run(dtype, &rows, &x, &mut want);
+                    let stride = rows.len() / n_rows;
+                    for (r, (g, w)) in got.iter().zip(&want).enumerate() {
+                        let scale = error_scale(dtype, &rows[r * stride..(r + 1) * stride], &x);
+                        assert!(
+                            ((g - w) as f64).abs() <= 1e-5 * scale.max(f64::MIN_POSITIVE),
+                            "{dtype} {n} values row {r}: {g} vs portable {w}"
+                        );
+                    }
+                }
+            }
+        }
+        // Activations prepared without the dtype's sums are refused, not misread.
+        let x = vec![1.0f32; 32];
+        let plain = Prepared::new(&x, [DType::F32]);
+        let mut out = [0f32; 1];
+        assert!(dot_rows_prepared(DType::Q4_1, &[0u8; 20], &plain, &mut out).is_err());
     }
 
     #[test]

@@ -148,53 +148,169 @@ fn nibbles(qs: &[u8; 16]) -> [__m256i; 4] {
     ]
 }
 
-/// Adds the fifth bits of Q5_0/Q5_1 (bit `i` of `qh` is worth 16 in value `i`) to
-/// [`nibbles`] and subtracts `offset`.
-#[target_feature(enable = "avx2")]
-#[inline]
-fn fifth_bits(q: [__m256i; 4], qh: u32, offset: i32) -> [__m256i; 4] {
-    let h = _mm256_set1_epi32(qh as i32);
-    let one = _mm256_set1_epi32(1);
-    let o = _mm256_set1_epi32(offset);
-    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    std::array::from_fn(|c| {
-        let shift = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * c as i32));
-        let bit = _mm256_and_si256(_mm256_srlv_epi32(h, shift), one);
-        _mm256_sub_epi32(_mm256_or_si256(q[c], _mm256_slli_epi32::<4>(bit)), o)
-    })
+/// Whether the kernel of `dtype` reads `x` interleaved (see [`interleave32`]).
+pub(super) fn interleaved(dtype: DType) -> bool {
+    matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q8_0 | DType::Q4_K)
 }
 
+/// `x` in the order the interleaved kernels (Q4_0, Q4_1, Q8_0, Q4_K) decode their blocks: within
+/// each 32 values, vector `j` (eight lanes) holds `x[4l + j]` in lane `l`. Their decoders
+/// then need no cross-lane widening (two shuffle micro-ops each on current cores): a 32-byte
+/// Q8_0 block loaded as eight `i32` lanes has value `4l + j` in byte `j` of lane `l`, which
+/// shifts alone sign-extend; and a 16-byte Q4 block broadcast to both halves has value
+/// `4l + j` in nibble `j` of lane `l` (low nibbles in lanes 0-3, high nibbles in lanes 4-7),
+/// which a variable shift and a mask extract. `x.len()` is a multiple of 32 for those
+/// formats; a tail is copied as is.
+pub(super) fn interleave32(x: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    for (o, x) in out.chunks_exact_mut(32).zip(x.chunks_exact(32)) {
+        for j in 0..4 {
+            for l in 0..8 {
+                o[8 * j + l] = x[4 * l + j];
+            }
+        }
+    }
+    out
+}
+
+/// `Σ q·x` over 32 values as one chain: a multiply and three multiply-adds (one lane-wise
+/// accumulator per block; the blocks' chains overlap).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn chain32(q: [__m256i; 4], x: &[f32; 32]) -> __m256 {
+    let s = _mm256_mul_ps(_mm256_cvtepi32_ps(q[0]), ld(at(x, 0)));
+    let s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[1]), ld(at(x, 8)), s);
+    let s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[2]), ld(at(x, 16)), s);
+    _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[3]), ld(at(x, 24)), s)
+}
+
+/// The 32 nibbles of `qs` in the interleaved order (vector `j`, lane `l`: value `4l + j`):
+/// the 16 bytes broadcast to both halves, shifted by `8j` (low nibbles, lanes 0-3) or
+/// `8j + 4` (high nibbles, lanes 4-7), masked.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn nibbles_interleaved(qs: &[u8; 16]) -> [__m256i; 4] {
+    // SAFETY: `qs` is 16 readable bytes and `_mm_loadu_si128` reads exactly 16, unaligned.
+    let v = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(qs.as_ptr().cast()) });
+    let m = _mm256_set1_epi32(0x0F);
+    let s = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    let eight = _mm256_set1_epi32(8);
+    let s1 = _mm256_add_epi32(s, eight);
+    let s2 = _mm256_add_epi32(s1, eight);
+    let s3 = _mm256_add_epi32(s2, eight);
+    [
+        _mm256_and_si256(_mm256_srlv_epi32(v, s), m),
+        _mm256_and_si256(_mm256_srlv_epi32(v, s1), m),
+        _mm256_and_si256(_mm256_srlv_epi32(v, s2), m),
+        _mm256_and_si256(_mm256_srlv_epi32(v, s3), m),
+    ]
+}
+
+/// The 32 signed bytes of `qs` in the interleaved order: byte `j` of each 32-bit lane,
+/// sign-extended by a left and an arithmetic right shift.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn bytes_interleaved(qs: &[u8; 32]) -> [__m256i; 4] {
+    // SAFETY: `qs` is 32 readable bytes and `_mm256_loadu_si256` reads exactly 32, unaligned.
+    let v = unsafe { _mm256_loadu_si256(qs.as_ptr().cast()) };
+    [
+        _mm256_srai_epi32::<24>(_mm256_slli_epi32::<24>(v)),
+        _mm256_srai_epi32::<24>(_mm256_slli_epi32::<16>(v)),
+        _mm256_srai_epi32::<24>(_mm256_slli_epi32::<8>(v)),
+        _mm256_srai_epi32::<24>(v),
+    ]
+}
+
+/// Eight `i32` lanes per byte value `b`: lane `l` is 0 if bit `l` of `b` is set, `-16`
+/// otherwise. Q5_0's value is `nibble | 16·bit − 16 = nibble + FIFTH[b][l]`: one load and
+/// one add per eight values for the fifth bits.
+static FIFTH_MINUS_16: [[i32; 8]; 256] = fifth_table(-16, 0);
+/// As [`FIFTH_MINUS_16`] for Q5_1 (no offset): 16 where the bit is set, 0 otherwise.
+static FIFTH_PLUS_16: [[i32; 8]; 256] = fifth_table(0, 16);
+
+const fn fifth_table(clear: i32, set: i32) -> [[i32; 8]; 256] {
+    let mut t = [[0i32; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut l = 0;
+        while l < 8 {
+            t[b][l] = if b & (1 << l) != 0 { set } else { clear };
+            l += 1;
+        }
+        b += 1;
+    }
+    t
+}
+
+/// [`nibbles`] plus the table lanes for the four bytes of `qh` (value `8c + l` takes bit
+/// `l` of byte `c`).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn with_fifth(q: [__m256i; 4], qh: &[u8; 4], table: &[[i32; 8]; 256]) -> [__m256i; 4] {
+    let t = |c: usize| {
+        let t: &[i32; 8] = &table[qh[c] as usize];
+        // SAFETY: `t` is 8 readable `i32`s (32 bytes); `_mm256_loadu_si256` reads exactly 32.
+        unsafe { _mm256_loadu_si256(t.as_ptr().cast()) }
+    };
+    [
+        _mm256_add_epi32(q[0], t(0)),
+        _mm256_add_epi32(q[1], t(1)),
+        _mm256_add_epi32(q[2], t(2)),
+        _mm256_add_epi32(q[3], t(3)),
+    ]
+}
+
+/// The scale and minimum of a Q4_1/Q5_1 block (adjacent f16s at byte 0) converted together:
+/// `[d, m, 0, 0]`.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn f16_pair(b: &[u8]) -> __m128 {
+    _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
+        b[0], b[1], b[2], b[3],
+    ])))
+}
+
+/// Lane 1 of `v`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn lane1(v: __m128) -> f32 {
+    _mm_cvtss_f32(_mm_movehdup_ps(v))
+}
+
+/// Q4_0: interleaved `x`.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_0(row: &[u8], x: &[f32], _: &[f32]) -> f32 {
     let eight = _mm256_set1_epi32(8);
     let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     for (b, x) in blocks::<18, 32>(row, x) {
-        let q = nibbles(at(b, 2)).map(|q| _mm256_sub_epi32(q, eight));
-        a0 = _mm256_fmadd_ps(f16x8(b, 0), dot32(q, x), a0);
+        let q = nibbles_interleaved(at(b, 2)).map(|q| _mm256_sub_epi32(q, eight));
+        a0 = _mm256_fmadd_ps(f16x8(b, 0), chain32(q, x), a0);
         std::mem::swap(&mut a0, &mut a1);
     }
     hsum(_mm256_add_ps(a0, a1))
 }
 
+/// Q4_1: interleaved `x`; the minimum terms `m · Σx` accumulate in lane 1 of `mins`.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_1(row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
     let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let mut mins = 0f32;
-    for ((b, x), &sx) in blocks::<20, 32>(row, x).zip(sums) {
-        a0 = _mm256_fmadd_ps(f16x8(b, 0), dot32(nibbles(at(b, 4)), x), a0);
+    let mut mins = _mm_setzero_ps();
+    for ((b, x), sx) in blocks::<20, 32>(row, x).zip(sums) {
+        let dm = f16_pair(b);
+        let q = nibbles_interleaved(at(b, 4));
+        a0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), chain32(q, x), a0);
         std::mem::swap(&mut a0, &mut a1);
-        mins = f16_at(b, 2).mul_add(sx, mins);
+        mins = _mm_fmadd_ps(dm, _mm_broadcast_ss(sx), mins);
     }
-    hsum(_mm256_add_ps(a0, a1)) + mins
+    hsum(_mm256_add_ps(a0, a1)) + lane1(mins)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q5_0(row: &[u8], x: &[f32], _: &[f32]) -> f32 {
     let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     for (b, x) in blocks::<22, 32>(row, x) {
-        let qh = u32::from_le_bytes(*at(b, 2));
-        let q = fifth_bits(nibbles(at(b, 6)), qh, 16);
-        a0 = _mm256_fmadd_ps(f16x8(b, 0), dot32(q, x), a0);
+        let q = with_fifth(nibbles(at(b, 6)), at(b, 2), &FIFTH_MINUS_16);
+        a0 = _mm256_fmadd_ps(f16x8(b, 0), chain32(q, x), a0);
         std::mem::swap(&mut a0, &mut a1);
     }
     hsum(_mm256_add_ps(a0, a1))
@@ -203,28 +319,24 @@ fn q5_0(row: &[u8], x: &[f32], _: &[f32]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q5_1(row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
     let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let mut mins = 0f32;
-    for ((b, x), &sx) in blocks::<24, 32>(row, x).zip(sums) {
-        let qh = u32::from_le_bytes(*at(b, 4));
-        let q = fifth_bits(nibbles(at(b, 8)), qh, 0);
-        a0 = _mm256_fmadd_ps(f16x8(b, 0), dot32(q, x), a0);
+    let mut mins = _mm_setzero_ps();
+    for ((b, x), sx) in blocks::<24, 32>(row, x).zip(sums) {
+        let dm = f16_pair(b);
+        let q = with_fifth(nibbles(at(b, 8)), at(b, 4), &FIFTH_PLUS_16);
+        a0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), chain32(q, x), a0);
         std::mem::swap(&mut a0, &mut a1);
-        mins = f16_at(b, 2).mul_add(sx, mins);
+        mins = _mm_fmadd_ps(dm, _mm_broadcast_ss(sx), mins);
     }
-    hsum(_mm256_add_ps(a0, a1)) + mins
+    hsum(_mm256_add_ps(a0, a1)) + lane1(mins)
 }
 
+/// Q8_0: interleaved `x`.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q8_0(row: &[u8], x: &[f32], _: &[f32]) -> f32 {
     let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     for (b, x) in blocks::<34, 32>(row, x) {
-        let q = [
-            sx8(at(b, 2)),
-            sx8(at(b, 10)),
-            sx8(at(b, 18)),
-            sx8(at(b, 26)),
-        ];
-        a0 = _mm256_fmadd_ps(f16x8(b, 0), dot32(q, x), a0);
+        let q = bytes_interleaved(at(b, 2));
+        a0 = _mm256_fmadd_ps(f16x8(b, 0), chain32(q, x), a0);
         std::mem::swap(&mut a0, &mut a1);
     }
     hsum(_mm256_add_ps(a0, a1))
@@ -393,11 +505,25 @@ fn q4_k(row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
         let (dl, m) = k4_scales(b, at(sx, 0));
         mins = _mm256_add_ps(mins, m);
         for p in 0..4 {
-            let v: [__m256i; 4] = std::array::from_fn(|c| zx8(at(b, 16 + 32 * p + 8 * c)));
-            let lo = v.map(|v| _mm256_and_si256(v, m15));
-            let hi = v.map(|v| _mm256_srli_epi32::<4>(v));
-            a0 = _mm256_fmadd_ps(bcast(&dl[2 * p]), dot32(lo, at(x, 64 * p)), a0);
-            a1 = _mm256_fmadd_ps(bcast(&dl[2 * p + 1]), dot32(hi, at(x, 64 * p + 32)), a1);
+            // 32 bytes as eight lanes: nibble `2j` of lane `l` is value `4l + j` of
+            // sub-block `2p`, nibble `2j + 1` the same value of sub-block `2p + 1`
+            // (interleaved `x`, as for Q4_0).
+            // SAFETY: `at` gives 32 readable bytes; `_mm256_loadu_si256` reads exactly 32.
+            let v = unsafe { _mm256_loadu_si256(at::<u8, 32>(b, 16 + 32 * p).as_ptr().cast()) };
+            let lo = [
+                _mm256_and_si256(v, m15),
+                _mm256_and_si256(_mm256_srli_epi32::<8>(v), m15),
+                _mm256_and_si256(_mm256_srli_epi32::<16>(v), m15),
+                _mm256_and_si256(_mm256_srli_epi32::<24>(v), m15),
+            ];
+            let hi = [
+                _mm256_and_si256(_mm256_srli_epi32::<4>(v), m15),
+                _mm256_and_si256(_mm256_srli_epi32::<12>(v), m15),
+                _mm256_and_si256(_mm256_srli_epi32::<20>(v), m15),
+                _mm256_srli_epi32::<28>(v),
+            ];
+            a0 = _mm256_fmadd_ps(bcast(&dl[2 * p]), chain32(lo, at(x, 64 * p)), a0);
+            a1 = _mm256_fmadd_ps(bcast(&dl[2 * p + 1]), chain32(hi, at(x, 64 * p + 32)), a1);
         }
     }
     hsum(_mm256_add_ps(a0, a1)) - hsum(mins)
@@ -425,8 +551,8 @@ fn q5_k(row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
                 let h = _mm256_and_si256(_mm256_slli_epi32::<3>(qh[c]), sixteen);
                 _mm256_or_si256(_mm256_srli_epi32::<4>(v[c]), h)
             });
-            a0 = _mm256_fmadd_ps(bcast(&dl[2 * p]), dot32(lo, at(x, 64 * p)), a0);
-            a1 = _mm256_fmadd_ps(bcast(&dl[2 * p + 1]), dot32(hi, at(x, 64 * p + 32)), a1);
+            a0 = _mm256_fmadd_ps(bcast(&dl[2 * p]), chain32(lo, at(x, 64 * p)), a0);
+            a1 = _mm256_fmadd_ps(bcast(&dl[2 * p + 1]), chain32(hi, at(x, 64 * p + 32)), a1);
             qh = qh.map(|q| _mm256_srli_epi32::<2>(q));
         }
     }

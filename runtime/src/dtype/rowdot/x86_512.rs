@@ -1,5 +1,6 @@
-//! AVX-512 (F, BW) fused row dots for the most common formats: sixteen `f32` lanes, so a
-//! 32-value block is two vectors. Other formats use the AVX2 kernels.
+//! AVX-512 (F, BW) fused row dots for the most common formats (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K,
+//! Q6_K): sixteen `f32` lanes, so a 32-value block is two vectors. Other formats use the AVX2
+//! kernels.
 //!
 //! Sixteen quantized values are widened at once with one `vpmovzxbd`/`vpmovsxbd` from
 //! 16 bytes of the block; for the 4-bit formats the low nibbles of those bytes are values
@@ -29,6 +30,7 @@ pub(super) fn kernel(dtype: DType) -> Option<RowsFn> {
     match dtype {
         DType::Q4_0 => rows!(q4_0),
         DType::Q4_1 => rows!(q4_1),
+        DType::Q5_0 => rows!(q5_0),
         DType::Q8_0 => rows!(q8_0),
         DType::Q4_K => rows!(q4_k),
         DType::Q6_K => rows!(q6_k),
@@ -131,6 +133,28 @@ fn q4_1(row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
         mins = f16_at(b, 2).mul_add(sx, mins);
     }
     _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + mins
+}
+
+/// Q5_0: the nibbles plus a fifth bit (bit `i` of `qh` adds 16 to value `i`: a masked OR,
+/// lanes 0-15 from the low half of `qh`, 16-31 from the high half), minus 16.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw")]
+fn q5_0(row: &[u8], x: &[f32], _: &[f32]) -> f32 {
+    let sixteen = _mm512_set1_epi32(16);
+    let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    for (b, x) in blocks::<22, 32>(row, x) {
+        let qh = u32::from_le_bytes(*at(b, 2));
+        let (lo, hi) = nibbles(at(b, 6));
+        let lo = _mm512_mask_or_epi32(lo, qh as u16, lo, sixteen);
+        let hi = _mm512_mask_or_epi32(hi, (qh >> 16) as u16, hi, sixteen);
+        let s = dot32(
+            _mm512_sub_epi32(lo, sixteen),
+            _mm512_sub_epi32(hi, sixteen),
+            x,
+        );
+        a0 = _mm512_fmadd_ps(_mm512_set1_ps(f16_at(b, 0)), s, a0);
+        std::mem::swap(&mut a0, &mut a1);
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(a0, a1))
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw")]

@@ -3,9 +3,11 @@
 
 use super::activation::softmax_in_place;
 use super::kv_view::KvView;
+use super::team::Team;
 use super::vector::{axpy, dot};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
+use std::cell::RefCell;
 
 /// Attention of queries `q` (`[n_q, n_heads, head_dim]` `f32`, RoPE applied) at
 /// `q_positions` (`n_q` of them) over the keys and values of `kv`; returns
@@ -20,7 +22,9 @@ use rayon::prelude::*;
 /// - Scores are `q·k / sqrt(head_dim)`, softmax in `f32`, then the weighted sum of values.
 ///
 /// The same call serves prefill (many queries; their own keys already appended) and decode
-/// (one query against the cache). Work is split across `(token, kv head)` pairs. A query that
+/// (one query against the cache). Prefill's work is split across `(token, kv head)` pairs
+/// on rayon's pool; decode's across groups of query heads on the decode [`Team`], each group
+/// within one kv head, so its keys and values are read once per group. A query that
 /// sees no key at all (its own key was not appended) is an error naming its position.
 pub fn attention(
     q: &[f32],
@@ -63,6 +67,9 @@ pub fn attention(
     let group = n_heads / n_kv;
     // As HF: head_dim ** -0.5 in f64, applied to the f32 scores as an f32.
     let scale = (hd as f64).powf(-0.5) as f32;
+    if let &[pos] = q_positions {
+        return decode(q, pos, n_heads, kv, window, scale);
+    }
     let mut out = vec![0.0f32; q.len()];
     // One task per (token, kv head): the group's query heads share the slot scan and each
     // key and value is read once for all of them. Per head, the scores, softmax and
@@ -91,26 +98,101 @@ pub fn attention(
                      before attending)"
                     )));
                 }
-                let ns = slots.len();
-                weights.clear();
-                weights.resize(group * ns, 0.0);
-                for (s, &slot) in slots.iter().enumerate() {
-                    let k = kv.key(kv_head, slot);
-                    for (j, qi) in qs.chunks_exact(hd).enumerate() {
-                        weights[j * ns + s] = dot(qi, k) * scale;
-                    }
-                }
-                for w in weights.chunks_exact_mut(ns) {
-                    softmax_in_place(w);
-                }
-                for (s, &slot) in slots.iter().enumerate() {
-                    let v = kv.value(kv_head, slot);
-                    for (j, oj) in o.chunks_exact_mut(hd).enumerate() {
-                        axpy(weights[j * ns + s], v, oj);
-                    }
-                }
+                head_group(qs, o, kv, kv_head, slots, scale, weights);
                 Ok(())
             },
         )?;
     Ok(out)
+}
+
+/// Decode: the one query at `pos` (`n_heads` heads) against the cache, on the team. The
+/// query heads of each kv head are split into a few contiguous groups (enough parts for
+/// every thread of the team); a part reads its kv head's keys and values once for all of its
+/// heads. Per head, the order of operations is the prefill path's, so results are the same.
+/// Scratch buffers are reused (per thread), so a token allocates only its output.
+fn decode(
+    q: &[f32],
+    pos: usize,
+    n_heads: usize,
+    kv: &KvView<'_>,
+    window: Option<usize>,
+    scale: f32,
+) -> Result<Vec<f32>> {
+    thread_local! {
+        static SLOTS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+        static WEIGHTS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
+    let (n_kv, hd) = (kv.n_kv_heads, kv.head_dim);
+    let group = n_heads / n_kv;
+    let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+    let team = Team::global();
+    let splits = (2 * team.threads()).div_ceil(n_kv).clamp(1, group);
+    let per_part = group.div_ceil(splits);
+    let mut out = vec![0.0f32; q.len()];
+    SLOTS.with_borrow_mut(|slots| {
+        slots.clear();
+        slots.extend(
+            kv.positions
+                .iter()
+                .enumerate()
+                .filter(|&(_, p)| (first..=pos).contains(p))
+                .map(|(slot, _)| slot),
+        );
+        if slots.is_empty() {
+            return Err(Error::Invalid(format!(
+                "attention: the query at position {pos} sees no key (append its own key before \
+                 attending)"
+            )));
+        }
+        let slots: &[usize] = slots;
+        // (kv head, first query head) of every part, and the part's output heads.
+        let mut parts = Vec::with_capacity(n_kv * splits);
+        let mut outs = Vec::with_capacity(n_kv * splits);
+        for (kv_head, o) in out.chunks_mut(group * hd).enumerate() {
+            for (j, o) in o.chunks_mut(per_part * hd).enumerate() {
+                parts.push((kv_head, kv_head * group + j * per_part));
+                outs.push(o);
+            }
+        }
+        team.try_for_each_slice(outs, |p, o| {
+            let (kv_head, h0) = parts[p];
+            let qs = &q[h0 * hd..h0 * hd + o.len()];
+            WEIGHTS.with_borrow_mut(|weights| {
+                head_group(qs, o, kv, kv_head, slots, scale, weights);
+            });
+            Ok(())
+        })
+    })?;
+    Ok(out)
+}
+
+/// The query heads `qs` (`[heads, head_dim]`) of one kv head against its keys and values in
+/// `slots`, into `o` (`[heads, head_dim]`, zeroed): scores, softmax, weighted sum of values.
+fn head_group(
+    qs: &[f32],
+    o: &mut [f32],
+    kv: &KvView<'_>,
+    kv_head: usize,
+    slots: &[usize],
+    scale: f32,
+    weights: &mut Vec<f32>,
+) {
+    let (hd, ns) = (kv.head_dim, slots.len());
+    weights.clear();
+    weights.resize(qs.len() / hd * ns, 0.0);
+    for (s, &slot) in slots.iter().enumerate() {
+        let k = kv.key(kv_head, slot);
+        for (j, qi) in qs.chunks_exact(hd).enumerate() {
+            weights[j * ns + s] = dot(qi, k) * scale;
+        }
+    }
+    for w in weights.chunks_exact_mut(ns) {
+        softmax_in_place(w);
+    }
+    for (s, &slot) in slots.iter().enumerate() {
+        let v = kv.value(kv_head, slot);
+        for (j, oj) in o.chunks_exact_mut(hd).enumerate() {
+            axpy(weights[j * ns + s], v, oj);
+        }
+    }
 }

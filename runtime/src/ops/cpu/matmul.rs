@@ -1,7 +1,7 @@
 //! Products of `f32` activations with weights in any dtype: `matvec` (decode) and `matmul`
 //! (prefill).
 
-use super::vector::dot;
+use super::team::Team;
 use crate::device::Tensor;
 use crate::dtype::{self, DType};
 use crate::error::{Error, Result};
@@ -10,48 +10,72 @@ use rayon::prelude::*;
 /// Most `f32` values in one dequantized weight tile of `matmul` (1 MiB; with the `[n, k]`
 /// activations it stays in L2, and `gemm` packs its own cache blocks from it).
 const TILE_VALUES: usize = 256 * 1024;
-/// Fewest multiply-adds worth a rayon task of `matvec` (a task's dispatch costs about a
-/// microsecond; 64 Ki fused multiply-adds take several).
-const MIN_TASK_MACS: usize = 64 * 1024;
-/// `matvec` tasks per thread: few, since decode's matrices are small and every row costs
-/// the same (two per thread still lets a thread that finishes early take over).
-const TASKS_PER_THREAD: usize = 2;
+/// Fewest weight bytes worth a part of a `matvec` team job (claiming a part costs a
+/// compare-and-swap on a shared line; 8 KiB of weights take about a microsecond).
+const MIN_PART_BYTES: usize = 8 * 1024;
+/// `matvec` parts per team thread: a few, so that a thread that is late (descheduled on a
+/// loaded machine, or still waking) leaves its share to the others.
+const PARTS_PER_THREAD: usize = 4;
+/// Part boundaries fall on multiples of this many rows (a 64-byte line of `f32` outputs), so
+/// two threads never write one cache line.
+const ROW_ALIGN: usize = 16;
 
 /// `y = W x`: `w` is `[m, k]` in any dtype, `x` has `k` values; returns `m` values.
 ///
-/// Rows are split into chunks processed in parallel; each chunk's rows are read once in their
-/// stored format by [`dtype::dot_rows`] (fused kernels: block scales factored out, the
-/// activations' block sums computed once per chunk) and multiplied with the `f32`
-/// activations, accumulating in `f32`.
+/// The rows are split into contiguous parts run by the decode [`Team`]; each part's rows are
+/// read once in their stored format by [`dtype::dot_rows_prepared`] (fused kernels: block
+/// scales factored out, the activations' block sums computed once per product) and multiplied
+/// with the `f32` activations, accumulating in `f32`.
 pub fn matvec(w: &Tensor, x: &[f32]) -> Result<Vec<f32>> {
-    let (m, k) = weight_dims("matvec", w)?;
-    if x.len() != k {
-        return Err(Error::shape(
-            format!("matvec: x against weight {:?}", w.shape()),
-            &[k],
-            &[x.len()],
-        ));
+    let mut ys = matvec_many(&[w], x)?;
+    Ok(ys.pop().unwrap_or_default())
+}
+
+/// `[W₀ x, W₁ x, ...]` for weights that share the input `x` (`k` values; each `w` is `[mᵢ, k]`
+/// in any dtype): decode's q, k and v, or gate and up, in one team job.
+///
+/// The activations are prepared once (block sums for every dtype among the weights), and
+/// every weight's rows are split into parts of similar byte size, all claimed from one job,
+/// so the team is woken and joined once for the whole set. Each output is what [`matvec`]
+/// gives for its weight, bit for bit.
+pub fn matvec_many(ws: &[&Tensor], x: &[f32]) -> Result<Vec<Vec<f32>>> {
+    let mut dims = Vec::with_capacity(ws.len());
+    for w in ws {
+        let (m, k) = weight_dims("matvec", w)?;
+        if x.len() != k {
+            return Err(Error::shape(
+                format!("matvec: x against weight {:?}", w.shape()),
+                &[k],
+                &[x.len()],
+            ));
+        }
+        dims.push((m, w.host_bytes()?, w.row_stride_bytes()));
     }
-    let mut y = vec![0.0f32; m];
-    if m == 0 || k == 0 {
-        return Ok(y);
+    let mut ys: Vec<Vec<f32>> = dims.iter().map(|&(m, _, _)| vec![0.0f32; m]).collect();
+    if x.is_empty() {
+        return Ok(ys);
     }
-    let rows_per_task = rows_per_task(m, k);
-    if let Some(wf) = dense_f32(w) {
-        y.par_chunks_mut(rows_per_task)
-            .zip(wf.par_chunks(rows_per_task * k))
-            .for_each(|(ys, rows)| {
-                for (y, row) in ys.iter_mut().zip(rows.chunks_exact(k)) {
-                    *y = dot(row, x);
-                }
-            });
-    } else {
-        let (dtype, stride) = (w.dtype(), w.row_stride_bytes());
-        y.par_chunks_mut(rows_per_task)
-            .zip(w.host_bytes()?.par_chunks(rows_per_task * stride))
-            .try_for_each(|(ys, rows)| dtype::dot_rows(dtype, rows, x, ys))?;
+    let team = Team::global();
+    let prepared = dtype::Prepared::new(x, ws.iter().map(|w| w.dtype()));
+    let total: usize = dims.iter().map(|(_, b, _)| b.len()).sum();
+    let part_bytes = (total / (PARTS_PER_THREAD * team.threads())).max(MIN_PART_BYTES);
+    // (weight, first row) of every part, and the part's outputs.
+    let mut parts = Vec::new();
+    let mut outs = Vec::new();
+    for (i, (y, &(_, _, stride))) in ys.iter_mut().zip(&dims).enumerate() {
+        let rows = (part_bytes / stride.max(1)).next_multiple_of(ROW_ALIGN);
+        for (j, out) in y.chunks_mut(rows).enumerate() {
+            parts.push((i, j * rows));
+            outs.push(out);
+        }
     }
-    Ok(y)
+    team.try_for_each_slice(outs, |p, out| {
+        let (i, r0) = parts[p];
+        let (_, bytes, stride) = dims[i];
+        let rows = &bytes[r0 * stride..(r0 + out.len()) * stride];
+        dtype::dot_rows_prepared(ws[i].dtype(), rows, &prepared, out)
+    })?;
+    Ok(ys)
 }
 
 /// `y = x Wᵀ`: `x` is `[n, k]` `f32` activations, `w` is `[m, k]` in any dtype; returns
@@ -191,13 +215,6 @@ fn dense_f32(w: &Tensor) -> Option<&[f32]> {
     } else {
         None
     }
-}
-
-/// Rows per `matvec` task: about eight tasks per thread, none too small to be worth it.
-fn rows_per_task(m: usize, k: usize) -> usize {
-    let balance = m.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads().max(1));
-    let overhead = MIN_TASK_MACS.div_ceil(k.max(1));
-    balance.max(overhead).clamp(1, m.max(1))
 }
 
 /// Weight rows per `matmul` tile: a tile fits [`TILE_VALUES`], and every thread gets a few.

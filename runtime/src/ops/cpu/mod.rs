@@ -35,6 +35,7 @@ mod layout;
 mod matmul;
 mod norm;
 mod rope;
+mod team;
 mod vector;
 
 #[cfg(test)]
@@ -51,6 +52,7 @@ pub use attention::attention;
 pub use embedding::embedding;
 pub use kv_view::KvView;
 pub use layout::narrow;
-pub use matmul::{matmul, matvec};
+pub use matmul::{matmul, matvec, matvec_many};
 pub use norm::{layer_norm, layer_norm_in_place, rms_norm, rms_norm_in_place};
 pub use rope::{rope_interleaved, rope_split_half};
+pub use team::Team;

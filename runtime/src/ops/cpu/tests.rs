@@ -171,6 +171,39 @@ fn matvec_matches_dequantized_reference_in_every_dtype() {
 }
 
 #[test]
+fn matvec_many_is_matvec_per_weight_bit_for_bit() {
+    let mut rng = Rng::new(21);
+    // Row counts that are not multiples of the part alignment (16) or of the vector width,
+    // large enough to be split into several parts, and several dtypes in one set.
+    for k in [96, 256, 1024] {
+        let dtypes = working_dtypes(k);
+        let weights: Vec<Tensor> = dtypes
+            .iter()
+            .enumerate()
+            .map(|(i, &dt)| random_tensor(dt, &[[1, 3, 17, 130, 2049][i % 5], k], &mut rng))
+            .collect();
+        let x = rng.vec(k);
+        let refs: Vec<&Tensor> = weights.iter().collect();
+        let many = matvec_many(&refs, &x).unwrap();
+        assert_eq!(many.len(), weights.len());
+        for ((w, got), dt) in weights.iter().zip(&many).zip(&dtypes) {
+            let one = matvec(w, &x).unwrap();
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{dt} [{}, {k}]",
+                w.shape()[0]
+            );
+            let want = reference::matmul(&x, &w.to_f32_vec().unwrap(), 1, w.shape()[0], k);
+            assert_close(got, &want, 1e-5, &format!("matvec_many {dt} k {k}"));
+        }
+    }
+    assert!(matvec_many(&[], &[1.0]).unwrap().is_empty());
+    let (a, b) = (Tensor::zeros([4, 8]), Tensor::zeros([4, 7]));
+    assert!(matvec_many(&[&a, &b], &[0.0; 8]).is_err());
+}
+
+#[test]
 fn matmul_matches_dequantized_reference_in_every_dtype() {
     let mut rng = Rng::new(3);
     for (n, m, k) in [(5, 37, 512), (1, 9, 256), (2, 70, 96), (17, 64, 256)] {
@@ -442,6 +475,35 @@ fn softmax_gives_masked_entries_zero_and_an_all_masked_row_zeros_not_nan() {
     softmax_in_place(&mut x);
     assert!(x.iter().all(|v| v.is_nan()));
     softmax_in_place(&mut []);
+}
+
+#[test]
+fn gelu_tanh_is_accurate_in_its_tails_and_long_slices_map_like_short_ones() {
+    for i in -3000..=3000 {
+        let x = i as f32 * 0.01;
+        let (got, want) = (gelu_tanh(x), reference::gelu_tanh(x));
+        // Relative to the value (the negative tail is tiny but must keep its digits), down to
+        // the reference's own floor: its `1 + tanh` in f64 is only good to 1e-16 absolute.
+        assert!(
+            (got - want).abs() <= 2e-6 * want.abs() + 1e-15 * x.abs(),
+            "gelu_tanh({x}) = {got}, want {want}"
+        );
+    }
+    assert_eq!(gelu_tanh(1e20), 1e20);
+    assert_eq!(gelu_tanh(-1e20), 0.0);
+    assert!(gelu_tanh(f32::NAN).is_nan());
+    // Past the parallel threshold: every value as the scalar function computes it.
+    let mut rng = Rng::new(15);
+    let x: Vec<f32> = rng.vec(100_003).iter().map(|v| v * 6.0).collect();
+    let up = rng.vec(x.len());
+    let mut got = x.clone();
+    geglu_in_place(&mut got, &up).unwrap();
+    let mut s = x.clone();
+    swiglu_in_place(&mut s, &up).unwrap();
+    for i in 0..x.len() {
+        assert_eq!(got[i].to_bits(), (gelu_tanh(x[i]) * up[i]).to_bits());
+        assert_eq!(s[i].to_bits(), (silu(x[i]) * up[i]).to_bits());
+    }
 }
 
 #[test]
