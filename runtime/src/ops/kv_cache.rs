@@ -156,46 +156,10 @@ impl KvCache {
             ));
         }
         self.check_host("KvCache::append_host")?;
-        let mut previous = self.last_position;
-        for &p in positions {
-            if previous.is_some_and(|q| p <= q) || p == EMPTY {
-                return Err(Error::Invalid(format!(
-                    "KvCache::append: positions must increase (after {previous:?}, found {p})"
-                )));
-            }
-            previous = Some(p);
-        }
-        let Some(&first) = positions.first() else {
-            return Ok(());
-        };
-
-        if let Some(limit) = self.window.and_then(|w| first.checked_sub(w)) {
-            while self.len > 0 && self.positions[self.start] <= limit {
-                self.positions[self.start] = EMPTY;
-                self.start = (self.start + 1) % self.slots;
-                self.len -= 1;
-            }
-        }
-
-        let need = self.len + positions.len();
-        if need > self.slots {
-            let grown = need.max(2 * self.slots).max(MIN_SLOTS);
-            let bounded = match self.window {
-                Some(w) => grown.min(need.max(w)),
-                None => grown,
-            };
-            self.relayout(bounded)?;
-        } else if let Some(w) = self.window.filter(|&w| self.slots > 2 * w.max(need)) {
-            // A long prefill chunk grew the ring; give the memory back once decode resumes.
-            self.relayout(w.max(need))?;
-        }
-
+        let claimed = self.claim_slots(positions)?;
         let (hd, row, slots) = (self.head_dim, self.n_kv_heads * self.head_dim, self.slots);
-        let (start, len) = (self.start, self.len);
         let (ks, vs) = (self.k.as_f32_mut()?, self.v.as_f32_mut()?);
-        for (t, &p) in positions.iter().enumerate() {
-            let slot = (start + len + t) % slots;
-            self.positions[slot] = p;
+        for (t, &slot) in claimed.iter().enumerate() {
             for h in 0..self.n_kv_heads {
                 let dst = (h * slots + slot) * hd;
                 let src = t * row + h * hd;
@@ -203,16 +167,14 @@ impl KvCache {
                 vs[dst..dst + hd].copy_from_slice(&v[src..src + hd]);
             }
         }
-        self.len = need;
-        self.last_position = previous;
         Ok(())
     }
 
-    /// For a device backend's [`kv_append`](crate::device::Backend::kv_append): checks
-    /// `positions` as [`append`](KvCache::append) does, drops what the sliding window no
-    /// longer needs, grows (or shrinks) the ring as `append` would, records the positions,
-    /// and returns the slot each new token's key and value go to; the backend then writes
-    /// them there. Growing moves the entries through the host (amortized by doubling).
+    /// The bookkeeping of [`append`](KvCache::append), shared by every backend: checks that
+    /// `positions` increase, drops what the sliding window no longer needs, grows (or
+    /// shrinks) the ring, records the positions, and returns the slot each new token's key
+    /// and value go to; the backend then writes them there. Growing a device ring moves the
+    /// entries through the host (amortized by doubling).
     pub fn claim_slots(&mut self, positions: &[usize]) -> Result<Vec<usize>> {
         let mut previous = self.last_position;
         for &p in positions {
@@ -242,6 +204,7 @@ impl KvCache {
             };
             self.relayout(bounded)?;
         } else if let Some(w) = self.window.filter(|&w| self.slots > 2 * w.max(need)) {
+            // A long prefill chunk grew the ring; give the memory back once decode resumes.
             self.relayout(w.max(need))?;
         }
         let slots: Vec<usize> = (0..positions.len())
