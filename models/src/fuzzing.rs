@@ -15,7 +15,8 @@ const SAMPLE: &str = "Hello world! 12345  \n\t<|im_start|>user<s></s> héllo ▁
 
 /// Target `tokenizer`: a GGUF file (metadata only) from which a tokenizer is built; when
 /// that succeeds, text is encoded, decoded, stream-decoded, and the file's chat template
-/// (if any) is compiled and rendered.
+/// (if any) is compiled and rendered. A SentencePiece vocabulary is also built as
+/// [`sentencepiece_reference`] and must give the same ids and text.
 pub fn tokenizer(data: &[u8]) {
     if data.len() > MAX_TOKENIZER_INPUT {
         return;
@@ -26,6 +27,27 @@ pub fn tokenizer(data: &[u8]) {
     let Ok(tok) = TextTokenizer::from_gguf(&gguf) else {
         return;
     };
+    // A SentencePiece vocabulary: lazyforge's engine must agree with the `tokenizers` crate
+    // wherever that builds one too.
+    if tok.inner().is_none() {
+        if let Ok(reference) = sentencepiece_reference(&gguf) {
+            for add_special in [false, true] {
+                if let (Ok(ours), Ok(want)) = (
+                    tok.encode(SAMPLE, add_special),
+                    reference.encode(SAMPLE, add_special),
+                ) {
+                    assert_eq!(ours, want, "SentencePiece ids differ from the reference");
+                    for skip in [false, true] {
+                        assert_eq!(
+                            tok.decode_with(&ours, skip).ok(),
+                            reference.decode_with(&ours, skip).ok(),
+                            "SentencePiece text differs from the reference"
+                        );
+                    }
+                }
+            }
+        }
+    }
     for add_special in [false, true] {
         let Ok(ids) = tok.encode(SAMPLE, add_special) else {
             continue;
@@ -43,6 +65,16 @@ pub fn tokenizer(data: &[u8]) {
     if let Some(Ok(template)) = ChatTemplate::from_tokenizer(&tok) {
         let _ = template.render(&messages("hi"), true);
     }
+}
+
+/// The tokenizer of a GGUF file with a SentencePiece (`llama`) vocabulary built on the
+/// `tokenizers` crate's BPE, merges ranked by score, instead of lazyforge's own engine: the
+/// reference the engine is compared with (models/tests/sentencepiece.rs, and the `tokenizer`
+/// target, which fails on any difference).
+pub fn sentencepiece_reference(
+    gguf: &lazyforge::source::gguf::GgufFile,
+) -> crate::error::Result<TextTokenizer> {
+    TextTokenizer::from_gguf_with(gguf, true)
 }
 
 /// Target `chat_template`: the bytes up to the first NUL are a template's source (lossy

@@ -9,10 +9,12 @@
 //!   for that name). A name we do not know is an error, never a guess: a wrong split gives
 //!   plausible but wrong ids (SmolLM2's `smollm` splits every digit on its own, so
 //!   `"12345"` is five tokens, not one or two).
-//! - `llama`: SentencePiece BPE. Pieces carry `▁` for spaces and scores; merges are
-//!   derived from the scores (a pair merges first when the piece it makes scores highest, as
-//!   SentencePiece and llama.cpp do); characters outside the vocabulary fall back to
-//!   `<0xNN>` byte tokens.
+//! - `llama`: SentencePiece BPE. Pieces carry `▁` for spaces and scores; a pair merges
+//!   first when the piece it makes scores highest, as SentencePiece and llama.cpp do;
+//!   characters outside the vocabulary fall back to `<0xNN>` byte tokens. This family has its
+//!   own compact engine (`spm`): the vocabulary in one buffer and an index, no merge list
+//!   (Gemma 3's 262 144 pieces would imply half a million merges, over 60 MB in the
+//!   `tokenizers` crate's tables, against under 10 MB here).
 //!
 //! Control tokens (`token_type` 3) become special tokens and user-defined ones (4) added
 //! tokens, so both are matched whole in input text (a chat template's `<|im_start|>` is one
@@ -23,6 +25,8 @@ use ahash::AHashMap;
 use lazyforge::source::gguf::GgufFile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+mod spm;
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::decoders::fuse::Fuse;
@@ -75,7 +79,7 @@ const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 /// adds them, and the chat template the checkpoint ships.
 #[derive(Clone)]
 pub struct TextTokenizer {
-    inner: Tokenizer,
+    engine: Engine,
     bos: Option<u32>,
     eos: Option<u32>,
     eos_ids: Vec<u32>,
@@ -83,6 +87,16 @@ pub struct TextTokenizer {
     add_eos: bool,
     chat_template: Option<String>,
     source: PathBuf,
+}
+
+/// What turns text into ids and back.
+#[derive(Clone)]
+enum Engine {
+    /// The `tokenizers` crate (byte-level BPE, HF `tokenizer.json`), BOS/EOS added by its
+    /// post-processor.
+    Hf(Box<Tokenizer>),
+    /// lazyforge's SentencePiece BPE; BOS/EOS added by [`TextTokenizer::encode`].
+    Spm(spm::Spm),
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -101,6 +115,13 @@ impl std::fmt::Debug for TextTokenizer {
 impl TextTokenizer {
     /// Builds the tokenizer a GGUF file describes in its `tokenizer.ggml.*` metadata.
     pub fn from_gguf(gguf: &GgufFile) -> Result<TextTokenizer> {
+        TextTokenizer::from_gguf_with(gguf, false)
+    }
+
+    /// [`from_gguf`](TextTokenizer::from_gguf); with `hf_sentencepiece`, a SentencePiece
+    /// vocabulary is built on the `tokenizers` crate's BPE (merges ranked by score) instead
+    /// of lazyforge's engine: the reference the engine is tested against.
+    pub(crate) fn from_gguf_with(gguf: &GgufFile, hf_sentencepiece: bool) -> Result<TextTokenizer> {
         let path = gguf.path().to_path_buf();
         let setup = |reason: String| Error::TokenizerSetup {
             path: path.clone(),
@@ -155,7 +176,7 @@ impl TextTokenizer {
         // llama.cpp's default where the file says nothing: SentencePiece adds BOS, BPE
         // only for some pre-tokenizers.
         let mut add_bos_default = model == "llama";
-        let mut inner = match model.as_str() {
+        let mut engine = match model.as_str() {
             "gpt2" => {
                 let pre = match gguf.get("tokenizer.ggml.pre") {
                     Some(_) => gguf.get_str("tokenizer.ggml.pre")?,
@@ -164,7 +185,9 @@ impl TextTokenizer {
                 let pre = pre_split_for(pre).map_err(setup)?;
                 add_bos_default = pre.add_bos;
                 let merges = gguf.get_string_array("tokenizer.ggml.merges")?;
-                byte_level_bpe(&tokens, &merges, &pre).map_err(setup)?
+                Engine::Hf(Box::new(
+                    byte_level_bpe(&tokens, &merges, &pre).map_err(setup)?,
+                ))
             }
             "llama" => {
                 let scores = match gguf.get("tokenizer.ggml.scores") {
@@ -173,7 +196,17 @@ impl TextTokenizer {
                 };
                 let add_space_prefix = optional_bool("tokenizer.ggml.add_space_prefix", true)?;
                 let unk = optional_id("tokenizer.ggml.unknown_token_id")?;
-                sentencepiece_bpe(&tokens, &scores, &types, unk, add_space_prefix).map_err(setup)?
+                if hf_sentencepiece {
+                    Engine::Hf(Box::new(
+                        sentencepiece_bpe(&tokens, &scores, &types, unk, add_space_prefix)
+                            .map_err(setup)?,
+                    ))
+                } else {
+                    Engine::Spm(
+                        spm::Spm::new(&tokens, &scores, &types, unk, add_space_prefix)
+                            .map_err(setup)?,
+                    )
+                }
             }
             other => {
                 return Err(setup(format!(
@@ -183,7 +216,9 @@ impl TextTokenizer {
             }
         };
 
-        add_listed_tokens(&mut inner, &tokens, &types).map_err(setup)?;
+        if let Engine::Hf(inner) = &mut engine {
+            add_listed_tokens(inner, &tokens, &types).map_err(setup)?;
+        }
 
         let add_bos = optional_bool("tokenizer.ggml.add_bos_token", add_bos_default)?;
         let add_eos = optional_bool("tokenizer.ggml.add_eos_token", false)?;
@@ -193,7 +228,7 @@ impl TextTokenizer {
         };
         let eos_ids = end_of_generation_ids(&tokens, &types, &[eos, eot, eom]);
         TextTokenizer::assemble(
-            inner,
+            engine,
             Specials {
                 bos,
                 eos,
@@ -238,7 +273,12 @@ impl TextTokenizer {
             add_bos: false,
             add_eos: false,
         };
-        TextTokenizer::assemble(inner, specials, None, path.to_path_buf())
+        TextTokenizer::assemble(
+            Engine::Hf(Box::new(inner)),
+            specials,
+            None,
+            path.to_path_buf(),
+        )
     }
 
     /// Loads an HF model directory's tokenizer: `tokenizer.json`, plus `tokenizer_config.json`
@@ -273,14 +313,14 @@ impl TextTokenizer {
             if let Some(id) = config
                 .get("bos_token")
                 .and_then(token_text)
-                .and_then(|t| tok.inner.token_to_id(&t))
+                .and_then(|t| tok.token_to_id(&t))
             {
                 tok.bos = Some(id);
             }
             if let Some(id) = config
                 .get("eos_token")
                 .and_then(token_text)
-                .and_then(|t| tok.inner.token_to_id(&t))
+                .and_then(|t| tok.token_to_id(&t))
             {
                 tok.eos = Some(id);
                 tok.eos_ids = vec![id];
@@ -333,7 +373,7 @@ impl TextTokenizer {
     }
 
     fn assemble(
-        mut inner: Tokenizer,
+        mut engine: Engine,
         specials: Specials,
         chat_template: Option<String>,
         source: PathBuf,
@@ -344,10 +384,11 @@ impl TextTokenizer {
                     path: source.clone(),
                     reason: format!("the metadata asks to add {what} but names no {what} id"),
                 })?;
-                let text = inner.id_to_token(id).ok_or_else(|| Error::TokenizerSetup {
-                    path: source.clone(),
-                    reason: format!("{what} id {id} is not in the vocabulary"),
-                })?;
+                let text =
+                    engine_id_to_token(&engine, id).ok_or_else(|| Error::TokenizerSetup {
+                        path: source.clone(),
+                        reason: format!("{what} id {id} is not in the vocabulary"),
+                    })?;
                 Ok((text, id))
             };
             let mut single = Vec::new();
@@ -384,10 +425,12 @@ impl TextTokenizer {
                     path: source.clone(),
                     reason: format!("BOS/EOS template: {e}"),
                 })?;
-            inner.with_post_processor(Some(template));
+            if let Engine::Hf(inner) = &mut engine {
+                inner.with_post_processor(Some(template));
+            }
         }
         Ok(TextTokenizer {
-            inner,
+            engine,
             bos: specials.bos,
             eos: specials.eos,
             eos_ids: specials.eos_ids,
@@ -401,11 +444,26 @@ impl TextTokenizer {
     /// The ids of `text`. With `add_special`, BOS/EOS are added as the checkpoint asks.
     /// Special tokens written in `text` (`<|im_start|>`) are recognized either way.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(text, add_special)
-            .map_err(|e| Error::Tokenize(format!("encoding {:?}: {e}", preview(text))))?;
-        Ok(encoding.get_ids().to_vec())
+        let failed = |e: String| Error::Tokenize(format!("encoding {:?}: {e}", preview(text)));
+        match &self.engine {
+            Engine::Hf(inner) => {
+                let encoding = inner
+                    .encode(text, add_special)
+                    .map_err(|e| failed(e.to_string()))?;
+                Ok(encoding.get_ids().to_vec())
+            }
+            Engine::Spm(spm) => {
+                let mut ids = Vec::new();
+                if add_special && self.add_bos {
+                    ids.extend(self.bos);
+                }
+                ids.extend(spm.encode(text).map_err(failed)?);
+                if add_special && self.add_eos {
+                    ids.extend(self.eos);
+                }
+                Ok(ids)
+            }
+        }
     }
 
     /// The text of `ids`, special tokens included (as their text).
@@ -421,9 +479,12 @@ impl TextTokenizer {
                 self.vocab_size()
             )));
         }
-        self.inner
-            .decode(ids, skip_special)
-            .map_err(|e| Error::Tokenize(format!("decoding {} ids: {e}", ids.len())))
+        match &self.engine {
+            Engine::Hf(inner) => inner
+                .decode(ids, skip_special)
+                .map_err(|e| Error::Tokenize(format!("decoding {} ids: {e}", ids.len()))),
+            Engine::Spm(spm) => Ok(spm.decode(ids, skip_special)),
+        }
     }
 
     /// A decoder that turns ids into text one at a time, as they are generated.
@@ -439,17 +500,23 @@ impl TextTokenizer {
 
     /// The id of the token whose text is `token`, if there is one.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
+        match &self.engine {
+            Engine::Hf(inner) => inner.token_to_id(token),
+            Engine::Spm(spm) => spm.lookup(token.as_bytes()),
+        }
     }
 
     /// The text of the token `id` as the vocabulary stores it (`Ġ`/`▁` markers and all).
     pub fn id_to_token(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
+        engine_id_to_token(&self.engine, id)
     }
 
     /// Number of ids, special tokens included.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        match &self.engine {
+            Engine::Hf(inner) => inner.get_vocab_size(true),
+            Engine::Spm(spm) => spm.len(),
+        }
     }
 
     /// The beginning-of-sequence id, if the checkpoint names one.
@@ -480,14 +547,14 @@ impl TextTokenizer {
     /// The BOS token's text (`""` when there is none), e.g. for a chat template.
     pub fn bos_text(&self) -> String {
         self.bos
-            .and_then(|id| self.inner.id_to_token(id))
+            .and_then(|id| self.id_to_token(id))
             .unwrap_or_default()
     }
 
     /// The EOS token's text (`""` when there is none), e.g. for a chat template.
     pub fn eos_text(&self) -> String {
         self.eos
-            .and_then(|id| self.inner.id_to_token(id))
+            .and_then(|id| self.id_to_token(id))
             .unwrap_or_default()
     }
 
@@ -501,9 +568,21 @@ impl TextTokenizer {
         &self.source
     }
 
-    /// The underlying `tokenizers::Tokenizer`.
-    pub fn inner(&self) -> &Tokenizer {
-        &self.inner
+    /// The underlying `tokenizers::Tokenizer`, where the `tokenizers` crate does the work
+    /// (byte-level BPE and HF `tokenizer.json` files); `None` for a GGUF SentencePiece
+    /// vocabulary, which lazyforge's own engine handles.
+    pub fn inner(&self) -> Option<&Tokenizer> {
+        match &self.engine {
+            Engine::Hf(inner) => Some(inner),
+            Engine::Spm(_) => None,
+        }
+    }
+}
+
+fn engine_id_to_token(engine: &Engine, id: u32) -> Option<String> {
+    match engine {
+        Engine::Hf(inner) => inner.id_to_token(id),
+        Engine::Spm(spm) => spm.piece_str(id).map(str::to_string),
     }
 }
 

@@ -5,7 +5,8 @@
 //! (the memory bandwidth the kernels are bound by).
 //!
 //! `cargo bench -p lazyforge --bench rowdot_min` (weight bytes per second; `REPS=N` sets
-//! the repetitions, default 300).
+//! the repetitions, default 300; `LAZYFORGE_CPU_KERNELS=avx2` caps the kernels' instruction
+//! set, to compare the AVX-512 and AVX2 builds on one machine).
 
 use lazyforge::device::Storage;
 use lazyforge::ops::cpu::matvec;
@@ -134,7 +135,8 @@ fn main() {
         });
         let gbs = |t: f64| w.len() as f64 / t / 1e9;
         println!(
-            "  {name:<18} {:>8.1} us {:>6.1} GB/s | matvec {:>8.1} us {:>6.1} GB/s",
+            "  {name:<18} {:<8} {:>8.1} us {:>6.1} GB/s | matvec {:>8.1} us {:>6.1} GB/s",
+            dtype::kernel_isa(dt),
             t1 * 1e6,
             gbs(t1),
             tt * 1e6,

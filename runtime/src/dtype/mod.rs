@@ -7,7 +7,7 @@ mod quant;
 mod rowdot;
 
 pub use quant::{dequantize, dequantize_block, dot};
-pub use rowdot::{dot_rows, dot_rows_prepared, Prepared};
+pub use rowdot::{dot_rows, dot_rows_prepared, kernel_isa, Prepared};
 
 use std::fmt;
 

@@ -179,16 +179,43 @@ fn row_stride(dtype: DType, rows: &[u8], n: usize) -> Result<Option<usize>> {
     }
 }
 
+/// The widest instruction set the row-dot kernels may use, from the environment variable
+/// `LAZYFORGE_CPU_KERNELS` (`avx512`, `avx2` or `portable`; unset or `auto`: whatever the
+/// CPU has), read once. A cap, never a promise: `avx512` on a CPU without it still runs
+/// the AVX2 or portable kernels. Meant for comparing kernels on one machine and for
+/// ruling a kernel out when chasing a numerical difference. An unknown value is reported
+/// once on standard error and ignored.
+fn isa_cap() -> u8 {
+    static CAP: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| match std::env::var("LAZYFORGE_CPU_KERNELS") {
+        Err(_) => 2,
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" | "avx512" => 2,
+            "avx2" => 1,
+            "portable" => 0,
+            other => {
+                eprintln!(
+                    "lazyforge: LAZYFORGE_CPU_KERNELS={other:?} is not one of auto, avx512, \
+                     avx2, portable; using auto"
+                );
+                2
+            }
+        },
+    })
+}
+
 #[cfg(target_arch = "x86_64")]
 fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
+    isa_cap() >= 1
+        && std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")
         && std::arch::is_x86_feature_detected!("f16c")
 }
 
 #[cfg(target_arch = "x86_64")]
 fn has_avx512() -> bool {
-    has_avx2()
+    isa_cap() >= 2
+        && has_avx2()
         && std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512bw")
 }
@@ -247,6 +274,12 @@ pub(crate) fn best(dtype: DType) -> Kernel {
         rows: portable::kernel(dtype),
         interleaved: false,
     }
+}
+
+/// The instruction set of the row-dot kernel [`dot_rows`] uses for `dtype` on this CPU:
+/// `"avx512"`, `"avx2"` or `"portable"` (after the `LAZYFORGE_CPU_KERNELS` cap).
+pub fn kernel_isa(dtype: DType) -> &'static str {
+    best(dtype).isa
 }
 
 /// `x` interleaved for the kernels that read it so (`x86::interleave32`); a plain copy where
