@@ -11,20 +11,19 @@ mod common;
 use lazyforge::source::gguf::{GgufFile, GgufWriter, MetaType, WriteValue};
 use lazyforge_models::fuzzing::sentencepiece_reference;
 use lazyforge_models::TextTokenizer;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
-/// xorshift64*, so the test needs no extra crate.
-struct Rng(u64);
+/// The models crate's own generator (`rand_chacha`, as sampling uses), seeded.
+struct Rng(ChaCha8Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    fn new(seed: u64) -> Rng {
+        Rng(ChaCha8Rng::seed_from_u64(seed))
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.0.next_u64() % n as u64) as usize
     }
 }
 
@@ -219,7 +218,7 @@ fn gemma3_vocabulary_encodes_and_decodes_as_the_tokenizers_crate_does() {
         "Gemma 3's SentencePiece vocabulary runs on lazyforge's engine"
     );
     let reference = sentencepiece_reference(gguf).unwrap();
-    let mut rng = Rng(0x5EED_0F6E_33A3);
+    let mut rng = Rng::new(0x5EED_0F6E_33A3);
     let mut texts: Vec<String> = common::gemma3_refs()["strings"]
         .as_array()
         .unwrap()
@@ -297,7 +296,7 @@ fn small_vocabulary(path: &std::path::Path, add_space_prefix: bool) {
 #[test]
 fn a_vocabulary_with_holes_encodes_and_decodes_as_the_tokenizers_crate_does() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng(0xC0FF_EE00_1234_5678);
+    let mut rng = Rng::new(0xC0FF_EE00_1234_5678);
     for add_space_prefix in [false, true] {
         let path = dir.path().join(format!("small-{add_space_prefix}.gguf"));
         small_vocabulary(&path, add_space_prefix);

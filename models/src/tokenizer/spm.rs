@@ -124,7 +124,7 @@ impl Spm {
                 .lookup(format!("<0x{b:02X}>").as_bytes())
                 .unwrap_or(NONE);
         }
-        spm.unk = match unk {
+        let unk = match unk {
             Some(id) if id as usize >= n => {
                 return Err(format!(
                     "the unknown token id {id} is outside the vocabulary of {n} pieces"
@@ -136,6 +136,8 @@ impl Spm {
                 .position(|&t| t == super::TOKEN_TYPE_UNKNOWN)
                 .map(|i| i as u32),
         };
+        // The id its text indexes (the last of duplicates), as for every other piece.
+        spm.unk = unk.and_then(|u| spm.lookup(spm.piece(u)));
         // Control pieces first: a text that is both keeps its control meaning.
         for wanted in [TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED] {
             for id in 0..n {
@@ -277,7 +279,7 @@ impl Spm {
         // vocabulary that lacks some byte pieces).
         let mut ids: Vec<u32> = Vec::with_capacity(word.len());
         let mut unknown = false;
-        let unk = self.unk.and_then(|u| self.lookup(self.piece(u)));
+        let unk = self.unk;
         let mut buf = [0u8; 4];
         for c in word.chars() {
             let s = c.encode_utf8(&mut buf).as_bytes();
@@ -385,7 +387,11 @@ impl Spm {
             let Some(piece) = self.piece_str(id) else {
                 continue;
             };
-            let piece = piece.replace(SPACE_MARK, " ");
+            // `▁` back to a space before the byte-piece test, as the reference decoder does.
+            let piece = match piece.contains(SPACE_MARK) {
+                true => std::borrow::Cow::Owned(piece.replace(SPACE_MARK, " ")),
+                false => std::borrow::Cow::Borrowed(piece),
+            };
             match byte_piece(&piece) {
                 Some(b) => pending.push(b),
                 None => {
