@@ -324,12 +324,12 @@ fn tile_rows(m: usize, k: usize) -> usize {
     let cache = TILE_VALUES / k.max(1);
     let balance = m.div_ceil(4 * rayon::current_num_threads().max(1));
     let rows = cache.min(balance).max(1);
-    // A multiple of `gemm`'s 16-lane register width where there is room, so that its
-    // micro-kernel panels need no ragged edge.
-    if rows >= 16 {
-        rows / 16 * 16
-    } else {
-        rows
+    // A multiple of the rows of `gemm`'s AVX-512 micro-kernel (4 registers of 16) where there
+    // is room, else of one register, so that its panels need no ragged edge.
+    match rows {
+        64.. => rows / 64 * 64,
+        16.. => rows / 16 * 16,
+        _ => rows,
     }
 }
 
