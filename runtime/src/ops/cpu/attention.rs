@@ -168,7 +168,49 @@ fn decode(
 
 /// The query heads `qs` (`[heads, head_dim]`) of one kv head against its keys and values in
 /// `slots`, into `o` (`[heads, head_dim]`, zeroed): scores, softmax, weighted sum of values.
+///
+/// On x86-64 CPUs with AVX2 the same code runs compiled for AVX2 (wider registers for the
+/// same lane-wise operations, no fused multiply-add), so the results are bit for bit those
+/// of the baseline build, only faster.
 fn head_group(
+    qs: &[f32],
+    o: &mut [f32],
+    kv: &KvView<'_>,
+    kv_head: usize,
+    slots: &[usize],
+    scale: f32,
+    weights: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU reports AVX2, the only feature `head_group_avx2` is compiled for.
+        unsafe { head_group_avx2(qs, o, kv, kv_head, slots, scale, weights) };
+        return;
+    }
+    head_group_body(qs, o, kv, kv_head, slots, scale, weights);
+}
+
+/// [`head_group`] compiled for AVX2.
+///
+/// # Safety
+///
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn head_group_avx2(
+    qs: &[f32],
+    o: &mut [f32],
+    kv: &KvView<'_>,
+    kv_head: usize,
+    slots: &[usize],
+    scale: f32,
+    weights: &mut Vec<f32>,
+) {
+    head_group_body(qs, o, kv, kv_head, slots, scale, weights);
+}
+
+#[inline(always)]
+fn head_group_body(
     qs: &[f32],
     o: &mut [f32],
     kv: &KvView<'_>,
@@ -193,6 +235,51 @@ fn head_group(
         let v = kv.value(kv_head, slot);
         for (j, oj) in o.chunks_exact_mut(hd).enumerate() {
             axpy(weights[j * ns + s], v, oj);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{head_group, head_group_body, KvView};
+
+    /// The dispatched build (AVX2 where the CPU has it) gives the baseline build's results
+    /// bit for bit: the same lane-wise operations in the same order, only wider registers.
+    #[test]
+    fn head_group_dispatch_is_bit_identical_to_the_baseline_build() {
+        let (n_kv, slots_n, hd, group) = (2usize, 37usize, 72usize, 3usize);
+        let mut seed = 0x2545_f491u32;
+        let mut val = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32) * 4.0 - 2.0
+        };
+        let k: Vec<f32> = (0..n_kv * slots_n * hd).map(|_| val()).collect();
+        let v: Vec<f32> = (0..n_kv * slots_n * hd).map(|_| val()).collect();
+        let qs: Vec<f32> = (0..group * hd).map(|_| val()).collect();
+        let positions: Vec<usize> = (0..slots_n).collect();
+        let kv = KvView {
+            k: &k,
+            v: &v,
+            positions: &positions,
+            n_kv_heads: n_kv,
+            head_dim: hd,
+            head_stride: slots_n * hd,
+            slot_stride: hd,
+            retention: None,
+        };
+        let slots: Vec<usize> = (0..slots_n).filter(|s| s % 5 != 3).collect();
+        for kv_head in 0..n_kv {
+            let (mut a, mut b) = (vec![0.0f32; group * hd], vec![0.0f32; group * hd]);
+            let mut w = Vec::new();
+            head_group(&qs, &mut a, &kv, kv_head, &slots, 0.125, &mut w);
+            head_group_body(&qs, &mut b, &kv, kv_head, &slots, 0.125, &mut w);
+            let (a, b): (Vec<u32>, Vec<u32>) = (
+                a.iter().map(|x| x.to_bits()).collect(),
+                b.iter().map(|x| x.to_bits()).collect(),
+            );
+            assert_eq!(a, b, "kv head {kv_head}");
         }
     }
 }

@@ -4,7 +4,7 @@
 const LANES: usize = 16;
 
 /// `Σ a[i]·b[i]` over the common length, in `f32` with [`LANES`] partial sums.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -45,7 +45,7 @@ pub(crate) fn sum(a: &[f32]) -> f32 {
 }
 
 /// `y[i] += alpha · x[i]` over the common length.
-#[inline]
+#[inline(always)]
 pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += alpha * x;
