@@ -22,8 +22,8 @@ use std::cell::RefCell;
 /// - Scores are `q·k / sqrt(head_dim)`, softmax in `f32`, then the weighted sum of values.
 ///
 /// The same call serves prefill (many queries; their own keys already appended) and decode
-/// (one query against the cache). Prefill's work is split across `(token, kv head)` pairs
-/// on rayon's pool; decode's across groups of query heads on the decode [`Team`], each group
+/// (one query against the cache). Prefill's work is split across blocks of tokens on
+/// rayon's pool, each key and value read once per block and kv head; decode's across groups of query heads on the decode [`Team`], each group
 /// within one kv head, so its keys and values are read once per group. A query that
 /// sees no key at all (its own key was not appended) is an error naming its position.
 pub fn attention(
@@ -64,45 +64,188 @@ pub fn attention(
         }
     }
 
-    let group = n_heads / n_kv;
     // As HF: head_dim ** -0.5 in f64, applied to the f32 scores as an f32.
     let scale = (hd as f64).powf(-0.5) as f32;
     if let &[pos] = q_positions {
         return decode(q, pos, n_heads, kv, window, scale);
     }
+    prefill(q, q_positions, n_heads, kv, window, scale)
+}
+
+/// Most query tokens of one prefill task: their queries share each key and value read.
+const PREFILL_BLOCK: usize = 8;
+
+/// Prefill: the queries at `q_positions` against `kv`, on rayon's pool, one task per block
+/// of consecutive tokens (at most [`PREFILL_BLOCK`], fewer when that leaves threads idle).
+/// Within a task, each kv head's keys and values are read once for all the block's query
+/// heads, slot by slot; every query still gets exactly [`head_group`]'s operations, in the
+/// same order, over its own visible slots, so the results are bit for bit those of decode.
+fn prefill(
+    q: &[f32],
+    q_positions: &[usize],
+    n_heads: usize,
+    kv: &KvView<'_>,
+    window: Option<usize>,
+    scale: f32,
+) -> Result<Vec<f32>> {
+    let (n_kv, hd) = (kv.n_kv_heads, kv.head_dim);
+    let group = n_heads / n_kv;
+    let row = n_heads * hd;
+    let n = q_positions.len();
+    let block = n
+        .div_ceil(4 * rayon::current_num_threads().max(1))
+        .clamp(1, PREFILL_BLOCK);
     let mut out = vec![0.0f32; q.len()];
-    // One task per (token, kv head): the group's query heads share the slot scan and each
-    // key and value is read once for all of them. Per head, the scores, softmax and
-    // weighted sum run in the same order as head by head, so results do not change.
-    out.par_chunks_mut(group * hd)
+    out.par_chunks_mut(block * row)
         .enumerate()
         .try_for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(slots, weights): &mut (Vec<usize>, Vec<f32>), (i, o)| -> Result<()> {
-                let (t, kv_head) = (i / n_kv, i % n_kv);
-                let qs = &q[i * group * hd..(i + 1) * group * hd];
-                let pos = q_positions[t];
-                let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(slots, spans, weights): &mut (Vec<usize>, Vec<(usize, usize)>, Vec<f32>),
+             (b, o)|
+             -> Result<()> {
+                let t0 = b * block;
+                let positions = &q_positions[t0..t0 + o.len() / row];
+                // Each token's visible positions, and the slots any of them sees.
+                spans.clear();
+                spans.extend(
+                    positions
+                        .iter()
+                        .map(|&pos| (window.map_or(0, |w| (pos + 1).saturating_sub(w)), pos)),
+                );
+                let lo = spans.iter().map(|s| s.0).min().unwrap_or(0);
+                let hi = spans.iter().map(|s| s.1).max().unwrap_or(0);
                 slots.clear();
                 slots.extend(
                     kv.positions
                         .iter()
                         .enumerate()
-                        .filter(|&(_, p)| (first..=pos).contains(p))
+                        .filter(|&(_, p)| (lo..=hi).contains(p))
                         .map(|(slot, _)| slot),
                 );
-                if slots.is_empty() {
-                    return Err(Error::Invalid(format!(
-                        "attention: the query at position {pos} sees no key (append its own key \
-                     before attending)"
-                    )));
+                for &(first, pos) in spans.iter() {
+                    if !slots
+                        .iter()
+                        .any(|&s| (first..=pos).contains(&kv.positions[s]))
+                    {
+                        return Err(Error::Invalid(format!(
+                            "attention: the query at position {pos} sees no key (append its \
+                             own key before attending)"
+                        )));
+                    }
                 }
-                head_group(qs, o, kv, kv_head, slots, scale, weights);
+                let qs = &q[t0 * row..t0 * row + o.len()];
+                for kv_head in 0..n_kv {
+                    block_group(qs, o, kv, kv_head, group, slots, spans, scale, weights);
+                }
                 Ok(())
             },
         )?;
     Ok(out)
+}
+
+/// For one kv head: the query heads of its group, for every token of a prefill block (`qs`
+/// and `o` are `[tokens, n_heads, head_dim]`; token `i` sees positions `spans[i]`), against
+/// the keys and values in `slots` (ascending). Per query: the scores of its visible slots in
+/// slot order, softmax, then the weighted sum in slot order, as in [`head_group`].
+#[allow(clippy::too_many_arguments)]
+fn block_group(
+    qs: &[f32],
+    o: &mut [f32],
+    kv: &KvView<'_>,
+    kv_head: usize,
+    group: usize,
+    slots: &[usize],
+    spans: &[(usize, usize)],
+    scale: f32,
+    weights: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU reports AVX2, the only feature `block_group_avx2` is compiled for.
+        unsafe { block_group_avx2(qs, o, kv, kv_head, group, slots, spans, scale, weights) };
+        return;
+    }
+    block_group_body(qs, o, kv, kv_head, group, slots, spans, scale, weights);
+}
+
+/// [`block_group`] compiled for AVX2 (the same operations; see [`head_group`]).
+///
+/// # Safety
+///
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_group_avx2(
+    qs: &[f32],
+    o: &mut [f32],
+    kv: &KvView<'_>,
+    kv_head: usize,
+    group: usize,
+    slots: &[usize],
+    spans: &[(usize, usize)],
+    scale: f32,
+    weights: &mut Vec<f32>,
+) {
+    block_group_body(qs, o, kv, kv_head, group, slots, spans, scale, weights);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block_group_body(
+    qs: &[f32],
+    o: &mut [f32],
+    kv: &KvView<'_>,
+    kv_head: usize,
+    group: usize,
+    slots: &[usize],
+    spans: &[(usize, usize)],
+    scale: f32,
+    weights: &mut Vec<f32>,
+) {
+    let (hd, ns, tokens) = (kv.head_dim, slots.len(), spans.len());
+    let row = qs.len() / tokens.max(1);
+    let head0 = kv_head * group * hd;
+    // Query (token i, head j) keeps its scores at `weights[(i * group + j) * ns ..]`, in
+    // the order of its visible slots; `count` is how many it has.
+    weights.clear();
+    weights.resize(tokens * group * ns, 0.0);
+    let mut count = vec![0usize; tokens];
+    for &slot in slots {
+        let p = kv.positions[slot];
+        let k = kv.key(kv_head, slot);
+        for (i, &(first, pos)) in spans.iter().enumerate() {
+            if !(first..=pos).contains(&p) {
+                continue;
+            }
+            let q_heads = &qs[i * row + head0..i * row + head0 + group * hd];
+            for (j, qi) in q_heads.chunks_exact(hd).enumerate() {
+                weights[(i * group + j) * ns + count[i]] = dot(qi, k) * scale;
+            }
+            count[i] += 1;
+        }
+    }
+    for (i, &c) in count.iter().enumerate() {
+        for j in 0..group {
+            let at = (i * group + j) * ns;
+            softmax_in_place(&mut weights[at..at + c]);
+        }
+    }
+    count.iter_mut().for_each(|c| *c = 0);
+    for &slot in slots {
+        let p = kv.positions[slot];
+        let v = kv.value(kv_head, slot);
+        for (i, &(first, pos)) in spans.iter().enumerate() {
+            if !(first..=pos).contains(&p) {
+                continue;
+            }
+            let o_heads = &mut o[i * row + head0..i * row + head0 + group * hd];
+            for (j, oj) in o_heads.chunks_exact_mut(hd).enumerate() {
+                axpy(weights[(i * group + j) * ns + count[i]], v, oj);
+            }
+            count[i] += 1;
+        }
+    }
 }
 
 /// Decode: the one query at `pos` (`n_heads` heads) against the cache, on the team. The

@@ -784,3 +784,29 @@ fn attention_rejects_bad_heads_windows_and_shapes() {
     assert!(err.to_string().contains("position 7"), "{err}");
     assert!(KvView::from_tokens(&[0.0; 3], &[0.0; 3], &[0], 1, 4).is_err());
 }
+
+#[test]
+fn blocked_prefill_attention_is_bit_identical_to_decode_per_token() {
+    let mut rng = Rng::new(31);
+    let (n, n_heads, n_kv, hd) = (29, 6, 2, 24);
+    let [q, k, v] = qkv(&mut rng, n, n_heads, n_kv, hd);
+    let positions: Vec<usize> = (0..n).collect();
+    let q_len = n_heads * hd;
+    for window in [None, Some(5)] {
+        let mut cache = KvCache::new(n_kv, hd, None).unwrap();
+        cache.append_host(&k, &v, &positions).unwrap();
+        let view = cache.view().unwrap();
+        let prefill = attention(&q, &positions, n_heads, &view, window).unwrap();
+        for t in 0..n {
+            // Decode of token t over the same cache: its keys beyond t are not visible.
+            let qt = &q[t * q_len..][..q_len];
+            let decode = attention(qt, &[t], n_heads, &view, window).unwrap();
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&decode),
+                bits(&prefill[t * q_len..][..q_len]),
+                "token {t}, window {window:?}"
+            );
+        }
+    }
+}
