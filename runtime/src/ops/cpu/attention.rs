@@ -78,7 +78,7 @@ const PREFILL_BLOCK: usize = 8;
 /// Prefill: the queries at `q_positions` against `kv`, on rayon's pool, one task per block
 /// of consecutive tokens (at most [`PREFILL_BLOCK`], fewer when that leaves threads idle).
 /// Within a task, each kv head's keys and values are read once for all the block's query
-/// heads, slot by slot; every query still gets exactly [`head_group`]'s operations, in the
+/// heads, slot by slot; every query gets exactly the operations of decode (one token), in the
 /// same order, over its own visible slots, so the results are bit for bit those of decode.
 fn prefill(
     q: &[f32],
@@ -135,7 +135,10 @@ fn prefill(
                 }
                 let qs = &q[t0 * row..t0 * row + o.len()];
                 for kv_head in 0..n_kv {
-                    block_group(qs, o, kv, kv_head, group, slots, spans, scale, weights);
+                    let head0 = kv_head * group * hd;
+                    block_group(
+                        qs, o, head0, group, kv, kv_head, slots, spans, scale, weights,
+                    );
                 }
                 Ok(())
             },
@@ -143,17 +146,24 @@ fn prefill(
     Ok(out)
 }
 
-/// For one kv head: the query heads of its group, for every token of a prefill block (`qs`
-/// and `o` are `[tokens, n_heads, head_dim]`; token `i` sees positions `spans[i]`), against
-/// the keys and values in `slots` (ascending). Per query: the scores of its visible slots in
-/// slot order, softmax, then the weighted sum in slot order, as in [`head_group`].
+/// For one kv head: `group` of its query heads, starting `head0` values into each token's
+/// row, for every token of a block (`qs` and `o` hold the block's rows; token `i` sees
+/// positions `spans[i]`, at most [`PREFILL_BLOCK`] tokens), against the keys and values in
+/// `slots` (ascending). Per query: the scores of its visible slots in slot order, softmax,
+/// then the weighted sum in slot order. Prefill passes a block of tokens and a whole group;
+/// decode one token and part of a group, so both run the same operations per query.
+///
+/// On x86-64 CPUs with AVX2 the same code runs compiled for AVX2 (wider registers for the
+/// same lane-wise operations, no fused multiply-add), so the results are bit for bit those
+/// of the baseline build, only faster.
 #[allow(clippy::too_many_arguments)]
 fn block_group(
     qs: &[f32],
     o: &mut [f32],
+    head0: usize,
+    group: usize,
     kv: &KvView<'_>,
     kv_head: usize,
-    group: usize,
     slots: &[usize],
     spans: &[(usize, usize)],
     scale: f32,
@@ -162,13 +172,19 @@ fn block_group(
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU reports AVX2, the only feature `block_group_avx2` is compiled for.
-        unsafe { block_group_avx2(qs, o, kv, kv_head, group, slots, spans, scale, weights) };
+        unsafe {
+            block_group_avx2(
+                qs, o, head0, group, kv, kv_head, slots, spans, scale, weights,
+            )
+        };
         return;
     }
-    block_group_body(qs, o, kv, kv_head, group, slots, spans, scale, weights);
+    block_group_body(
+        qs, o, head0, group, kv, kv_head, slots, spans, scale, weights,
+    );
 }
 
-/// [`block_group`] compiled for AVX2 (the same operations; see [`head_group`]).
+/// [`block_group`] compiled for AVX2.
 ///
 /// # Safety
 ///
@@ -179,15 +195,18 @@ fn block_group(
 unsafe fn block_group_avx2(
     qs: &[f32],
     o: &mut [f32],
+    head0: usize,
+    group: usize,
     kv: &KvView<'_>,
     kv_head: usize,
-    group: usize,
     slots: &[usize],
     spans: &[(usize, usize)],
     scale: f32,
     weights: &mut Vec<f32>,
 ) {
-    block_group_body(qs, o, kv, kv_head, group, slots, spans, scale, weights);
+    block_group_body(
+        qs, o, head0, group, kv, kv_head, slots, spans, scale, weights,
+    );
 }
 
 #[inline(always)]
@@ -195,9 +214,10 @@ unsafe fn block_group_avx2(
 fn block_group_body(
     qs: &[f32],
     o: &mut [f32],
+    head0: usize,
+    group: usize,
     kv: &KvView<'_>,
     kv_head: usize,
-    group: usize,
     slots: &[usize],
     spans: &[(usize, usize)],
     scale: f32,
@@ -205,12 +225,16 @@ fn block_group_body(
 ) {
     let (hd, ns, tokens) = (kv.head_dim, slots.len(), spans.len());
     let row = qs.len() / tokens.max(1);
-    let head0 = kv_head * group * hd;
     // Query (token i, head j) keeps its scores at `weights[(i * group + j) * ns ..]`, in
     // the order of its visible slots; `count` is how many it has.
     weights.clear();
     weights.resize(tokens * group * ns, 0.0);
-    let mut count = vec![0usize; tokens];
+    assert!(
+        tokens <= PREFILL_BLOCK,
+        "block_group: at most PREFILL_BLOCK tokens"
+    );
+    let mut count = [0usize; PREFILL_BLOCK];
+    let count = &mut count[..tokens];
     for &slot in slots {
         let p = kv.positions[slot];
         let k = kv.key(kv_head, slot);
@@ -301,7 +325,19 @@ fn decode(
             let (kv_head, h0) = parts[p];
             let qs = &q[h0 * hd..h0 * hd + o.len()];
             WEIGHTS.with_borrow_mut(|weights| {
-                head_group(qs, o, kv, kv_head, slots, scale, weights);
+                let heads = o.len() / hd;
+                block_group(
+                    qs,
+                    o,
+                    0,
+                    heads,
+                    kv,
+                    kv_head,
+                    slots,
+                    &[(first, pos)],
+                    scale,
+                    weights,
+                );
             });
             Ok(())
         })
@@ -309,87 +345,14 @@ fn decode(
     Ok(out)
 }
 
-/// The query heads `qs` (`[heads, head_dim]`) of one kv head against its keys and values in
-/// `slots`, into `o` (`[heads, head_dim]`, zeroed): scores, softmax, weighted sum of values.
-///
-/// On x86-64 CPUs with AVX2 the same code runs compiled for AVX2 (wider registers for the
-/// same lane-wise operations, no fused multiply-add), so the results are bit for bit those
-/// of the baseline build, only faster.
-fn head_group(
-    qs: &[f32],
-    o: &mut [f32],
-    kv: &KvView<'_>,
-    kv_head: usize,
-    slots: &[usize],
-    scale: f32,
-    weights: &mut Vec<f32>,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU reports AVX2, the only feature `head_group_avx2` is compiled for.
-        unsafe { head_group_avx2(qs, o, kv, kv_head, slots, scale, weights) };
-        return;
-    }
-    head_group_body(qs, o, kv, kv_head, slots, scale, weights);
-}
-
-/// [`head_group`] compiled for AVX2.
-///
-/// # Safety
-///
-/// The CPU must have AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn head_group_avx2(
-    qs: &[f32],
-    o: &mut [f32],
-    kv: &KvView<'_>,
-    kv_head: usize,
-    slots: &[usize],
-    scale: f32,
-    weights: &mut Vec<f32>,
-) {
-    head_group_body(qs, o, kv, kv_head, slots, scale, weights);
-}
-
-#[inline(always)]
-fn head_group_body(
-    qs: &[f32],
-    o: &mut [f32],
-    kv: &KvView<'_>,
-    kv_head: usize,
-    slots: &[usize],
-    scale: f32,
-    weights: &mut Vec<f32>,
-) {
-    let (hd, ns) = (kv.head_dim, slots.len());
-    weights.clear();
-    weights.resize(qs.len() / hd * ns, 0.0);
-    for (s, &slot) in slots.iter().enumerate() {
-        let k = kv.key(kv_head, slot);
-        for (j, qi) in qs.chunks_exact(hd).enumerate() {
-            weights[j * ns + s] = dot(qi, k) * scale;
-        }
-    }
-    for w in weights.chunks_exact_mut(ns) {
-        softmax_in_place(w);
-    }
-    for (s, &slot) in slots.iter().enumerate() {
-        let v = kv.value(kv_head, slot);
-        for (j, oj) in o.chunks_exact_mut(hd).enumerate() {
-            axpy(weights[j * ns + s], v, oj);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{head_group, head_group_body, KvView};
+    use super::{block_group, block_group_body, KvView};
 
     /// The dispatched build (AVX2 where the CPU has it) gives the baseline build's results
     /// bit for bit: the same lane-wise operations in the same order, only wider registers.
     #[test]
-    fn head_group_dispatch_is_bit_identical_to_the_baseline_build() {
+    fn block_group_dispatch_is_bit_identical_to_the_baseline_build() {
         let (n_kv, slots_n, hd, group) = (2usize, 37usize, 72usize, 3usize);
         let mut seed = 0x2545_f491u32;
         let mut val = || {
@@ -416,8 +379,13 @@ mod tests {
         for kv_head in 0..n_kv {
             let (mut a, mut b) = (vec![0.0f32; group * hd], vec![0.0f32; group * hd]);
             let mut w = Vec::new();
-            head_group(&qs, &mut a, &kv, kv_head, &slots, 0.125, &mut w);
-            head_group_body(&qs, &mut b, &kv, kv_head, &slots, 0.125, &mut w);
+            let spans = [(0, slots_n)];
+            block_group(
+                &qs, &mut a, 0, group, &kv, kv_head, &slots, &spans, 0.125, &mut w,
+            );
+            block_group_body(
+                &qs, &mut b, 0, group, &kv, kv_head, &slots, &spans, 0.125, &mut w,
+            );
             let (a, b): (Vec<u32>, Vec<u32>) = (
                 a.iter().map(|x| x.to_bits()).collect(),
                 b.iter().map(|x| x.to_bits()).collect(),
