@@ -206,7 +206,18 @@ fn matvec_many_is_matvec_per_weight_bit_for_bit() {
 #[test]
 fn matmul_matches_dequantized_reference_in_every_dtype() {
     let mut rng = Rng::new(3);
-    for (n, m, k) in [(5, 37, 512), (1, 9, 256), (2, 70, 96), (17, 64, 256)] {
+    // The last two: tiles of several 64-row panels with a ragged last panel (1100 rows of 64
+    // make 128-row tiles, the last one 76 rows = 64 + 12) and a ragged last tile (600 rows
+    // of 256 make 64-row tiles, the last one 24 rows).
+    let shapes = [
+        (5, 37, 512),
+        (1, 9, 256),
+        (2, 70, 96),
+        (17, 64, 256),
+        (7, 1100, 64),
+        (3, 600, 256),
+    ];
+    for (n, m, k) in shapes {
         for dtype in working_dtypes(k) {
             let w = random_tensor(dtype, &[m, k], &mut rng);
             let x = Tensor::from_f32([n, k], rng.vec(n * k)).unwrap();
