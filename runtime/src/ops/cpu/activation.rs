@@ -34,7 +34,46 @@ fn zip_in_place(a: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
 /// SiLU (swish): `x · sigmoid(x) = x / (1 + e^(-x))`.
 #[inline]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + exp(-x))
+}
+
+/// `e^x` in `f32`, within 2 ulp of the exact value wherever the result is a normal number
+/// (`x` in [-86.6, 88.7]; below, 0; above, infinity; NaN stays NaN). Written with plain
+/// arithmetic and selects, no call and no table, so that the element-wise loops that use it
+/// vectorize (the C library's `expf`, called once per value, was 3.3% of Gemma 3's prefill).
+///
+/// Cody–Waite reduction `x = n·ln 2 + r` (`|r| ≤ ln 2 / 2`, `ln 2` split in two so `n·C1` is
+/// exact), the degree-7 minimax polynomial of Cephes' `expf` for `e^r`, and `2^n` built in the
+/// exponent bits (as `2 · 2^(n-1)`, so that `n = 128` is reachable).
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const C1: f32 = 0.693_359_4; // 0.693359375: few bits, so n·C1 is exact
+    const C2: f32 = -2.121_944_4e-4; // ln 2 − C1
+    const SHIFTER: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer
+    const LO: f32 = -86.643; // n ≥ -125: 2^(n-1) is still normal
+    const HI: f32 = 88.722_84; // ln(f32::MAX)
+    let xc = x.clamp(LO, HI);
+    let t = xc * LOG2E + SHIFTER;
+    let n = t - SHIFTER;
+    let ni = t.to_bits() as i32 - SHIFTER.to_bits() as i32;
+    let r = (xc - n * C1) - n * C2;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let e = p * (r * r) + r + 1.0;
+    let half_scale = f32::from_bits(((ni + 126) as u32) << 23);
+    let y = (e * 2.0) * half_scale;
+    if x > HI {
+        f32::INFINITY
+    } else if x < LO {
+        0.0
+    } else if x.is_nan() {
+        x
+    } else {
+        y
+    }
 }
 
 /// Applies [`silu`] to every value.
@@ -81,7 +120,7 @@ pub fn scale_in_place(x: &mut [f32], s: f32) {
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     let u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
-    x / (1.0 + (-2.0 * u).exp())
+    x / (1.0 + exp(-2.0 * u))
 }
 
 /// Applies [`gelu_tanh`] to every value.
