@@ -81,11 +81,11 @@ pub fn matvec_many(ws: &[&Tensor], x: &[f32]) -> Result<Vec<Vec<f32>>> {
 /// `y = x Wᵀ`: `x` is `[n, k]` `f32` activations, `w` is `[m, k]` in any dtype; returns
 /// `[n, m]`.
 ///
-/// Weight rows are processed in tiles in parallel: a tile is dequantized once into an `f32`
-/// buffer (f32 weights are read in place), transposed, and reused for all `n` activation
-/// rows. The
-/// activations are never rounded (no 8-bit activation quantization). A single activation row
-/// takes the [`matvec`] path, which streams the stored blocks without a tile buffer.
+/// Weight rows are processed in tiles in parallel, each tile in panels of 64 rows: a panel
+/// is dequantized (f32 weights are read in place) and transposed, eight rows at a time, into
+/// the layout of `gemm`'s packed panels, and multiplied with all `n` activation rows at once.
+/// The activations are never rounded (no 8-bit activation quantization). A single activation
+/// row takes the [`matvec`] path, which streams the stored blocks without a panel buffer.
 pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (m, k) = weight_dims("matmul", w)?;
     let n = match x.shape() {
@@ -129,38 +129,38 @@ pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         .try_for_each(|t| -> Result<()> {
             let r0 = t * tile_rows;
             let rows = tile_rows.min(m - r0);
-            let run = |buf: &mut Vec<f32>, tile_t: &mut Vec<f32>| -> Result<()> {
-                let tile: &[f32] = match dense {
-                    Some(wf) => &wf[r0 * k..(r0 + rows) * k],
-                    None => {
-                        let out = grown(buf, rows * k);
-                        // In pieces small enough that `dequantize` stays on this thread.
-                        let piece_rows = (DEQUANT_PIECE_VALUES / k).max(1);
-                        for (p, out) in out.chunks_mut(piece_rows * k).enumerate() {
-                            let b0 = (r0 + p * piece_rows) * stride;
-                            let b1 = b0 + out.len() / k * stride;
-                            dtype::dequantize(dtype, &bytes[b0..b1], out)?;
+            let run = |buf: &mut Vec<f32>, panel_t: &mut Vec<f32>| -> Result<()> {
+                // Panel by panel of PANEL_ROWS weight rows, each transposed into `[k, width]`,
+                // the layout `gemm` would otherwise copy it into first. Quantized rows are
+                // dequantized GROUP_ROWS at a time into a small buffer that the transpose
+                // reads while it is still in L1 (dequantizing the whole tile first wrote it
+                // out to L2 and read it back).
+                for p0 in (r0..r0 + rows).step_by(PANEL_ROWS) {
+                    let width = PANEL_ROWS.min(r0 + rows - p0);
+                    let panel_t = grown(panel_t, width * k);
+                    match dense {
+                        Some(wf) => {
+                            let src = &wf[p0 * k..(p0 + width) * k];
+                            transpose_into(src, width, k, panel_t, width, 0)
                         }
-                        out
+                        None => {
+                            for g0 in (0..width).step_by(GROUP_ROWS) {
+                                let g = GROUP_ROWS.min(width - g0);
+                                let group = grown(buf, g * k);
+                                let b0 = (p0 + g0) * stride;
+                                dtype::dequantize(dtype, &bytes[b0..b0 + g * stride], group)?;
+                                transpose_into(group, g, k, panel_t, width, g0);
+                            }
+                        }
                     }
-                };
-                let tile_t = grown(tile_t, rows * k);
-                // Panel by panel of PANEL_ROWS weight rows: each transposed on its own into
-                // `[k, width]`, the layout `gemm` would otherwise copy it into first.
-                for (p, (src, dst_t)) in tile
-                    .chunks(PANEL_ROWS * k)
-                    .zip(tile_t.chunks_mut(PANEL_ROWS * k))
-                    .enumerate()
-                {
-                    transpose(src, src.len() / k, k, dst_t);
-                    tile_product(xs, dst_t, k, &dst, m, r0 + p * PANEL_ROWS);
+                    tile_product(xs, panel_t, k, &dst, m, p0);
                 }
                 Ok(())
             };
             TILE_SCRATCH.with(|cell| match cell.try_borrow_mut() {
                 Ok(mut scratch) => {
-                    let (buf, tile_t) = &mut *scratch;
-                    run(buf, tile_t)
+                    let (buf, panel_t) = &mut *scratch;
+                    run(buf, panel_t)
                 }
                 // This thread is already inside a tile (a task stolen while it waited):
                 // fresh buffers for this one.
@@ -175,8 +175,8 @@ pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 }
 
 thread_local! {
-    /// Per thread, the dequantized weight tile of `matmul` and its transpose, kept from one
-    /// product to the next (they only grow), so that no tile buffer is allocated or zeroed per
+    /// Per thread, `matmul`'s dequantized weight rows and transposed panel, kept from one
+    /// product to the next (they only grow), so that no buffer is allocated or zeroed per
     /// task (that was 3.3% of Gemma 3's prefill).
     static TILE_SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
@@ -208,9 +208,9 @@ fn gemm_setup() {
     SETUP.call_once(|| gemm::set_lhs_packing_threshold_single_thread(256));
 }
 
-/// Most values dequantized by one `dtype::dequantize` call of `matmul` (below the size at
-/// which it splits the work over the thread pool itself).
-const DEQUANT_PIECE_VALUES: usize = 1 << 16;
+/// Weight rows dequantized at a time by `matmul`: one row of [`transpose_into`]'s 8 × 8
+/// blocks (with `k` = 640, 20 KiB: L1).
+const GROUP_ROWS: usize = 8;
 
 /// The `[n, m]` output of `matmul`, shared by the tasks that each write their own columns.
 struct Columns {
@@ -227,11 +227,26 @@ unsafe impl Sync for Columns {}
 const TRANSPOSE_BLOCK: usize = 8;
 
 /// `dst[c·rows + r] = src[r·cols + c]`: the row-major `[rows, cols]` tile `src` as its
-/// transpose `[cols, rows]`, in 8 × 8 blocks (AVX registers where the CPU has them), so that
-/// reads and writes both stay within a few cache lines at a time.
+/// transpose `[cols, rows]` ([`transpose_into`] a destination of exactly that size).
+#[cfg(test)]
 fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    transpose_into(src, rows, cols, dst, rows, 0);
+}
+
+/// `dst[c·stride + at + r] = src[r·cols + c]`: the row-major `[rows, cols]` block `src`
+/// written transposed into columns `at..at + rows` of the row-major `[cols, stride]` `dst`,
+/// in 8 × 8 blocks (AVX registers where the CPU has them), so that reads and writes both
+/// stay within a few cache lines at a time.
+fn transpose_into(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    stride: usize,
+    at: usize,
+) {
     assert!(
-        src.len() == rows * cols && dst.len() == rows * cols,
+        src.len() == rows * cols && at + rows <= stride && dst.len() == cols * stride,
         "transpose: sizes"
     );
     let (full_r, full_c) = (rows / 8 * 8, cols / 8 * 8);
@@ -244,42 +259,44 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
             if simd && r0 < full_r && c0 < full_c {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX was detected above; the block is a full 8 × 8 one (`r0 + 8 <=
-                // rows`, `c0 + 8 <= cols`) and both slices hold `rows * cols` values (asserted).
+                // rows`, `c0 + 8 <= cols`), `src` holds `rows * cols` values and `dst`
+                // `cols * stride` with `at + rows <= stride` (asserted).
                 unsafe {
-                    transpose8_avx(src, rows, cols, dst, r0, c0)
+                    transpose8_avx(src, cols, dst, stride, at, r0, c0)
                 };
                 continue;
             }
             for r in r0..(r0 + TRANSPOSE_BLOCK).min(rows) {
                 let c1 = (c0 + TRANSPOSE_BLOCK).min(cols);
                 for (c, &v) in (c0..c1).zip(&src[r * cols + c0..r * cols + c1]) {
-                    dst[c * rows + r] = v;
+                    dst[c * stride + at + r] = v;
                 }
             }
         }
     }
 }
 
-/// One full 8 × 8 block of [`transpose`] at row `r0`, column `c0` of `src`, in AVX
+/// One full 8 × 8 block of [`transpose_into`] at row `r0`, column `c0` of `src`, in AVX
 /// registers (the usual unpack / shuffle / lane-permute network).
 ///
 /// # Safety
 ///
-/// The CPU has AVX; `r0 + 8 <= rows`, `c0 + 8 <= cols`, and `src` and `dst` each hold
-/// `rows * cols` values.
+/// The CPU has AVX; `r0 + 8 <= rows` and `c0 + 8 <= cols` for `src`'s `[rows, cols]`, which
+/// it holds, and `dst` holds `cols * stride` values with `at + rows <= stride`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 unsafe fn transpose8_avx(
     src: &[f32],
-    rows: usize,
     cols: usize,
     dst: &mut [f32],
+    stride: usize,
+    at: usize,
     r0: usize,
     c0: usize,
 ) {
     use std::arch::x86_64::*;
     let s = src.as_ptr().add(r0 * cols + c0);
-    let d = dst.as_mut_ptr().add(c0 * rows + r0);
+    let d = dst.as_mut_ptr().add(c0 * stride + at + r0);
     let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(s.add(i * cols)));
     let t0 = _mm256_unpacklo_ps(r[0], r[1]);
     let t1 = _mm256_unpackhi_ps(r[0], r[1]);
@@ -308,7 +325,7 @@ unsafe fn transpose8_avx(
         _mm256_permute2f128_ps::<0x31>(u3, u7),
     ];
     for (i, v) in out.into_iter().enumerate() {
-        _mm256_storeu_ps(d.add(i * rows), v);
+        _mm256_storeu_ps(d.add(i * stride), v);
     }
 }
 
@@ -380,13 +397,18 @@ fn dense_f32(w: &Tensor) -> Option<&[f32]> {
 
 /// Weight rows per `matmul` tile: a tile fits [`TILE_VALUES`], and every thread gets a few.
 fn tile_rows(m: usize, k: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
     let cache = TILE_VALUES / k.max(1);
-    let balance = m.div_ceil(4 * rayon::current_num_threads().max(1));
+    let balance = m.div_ceil(4 * threads);
     let rows = cache.min(balance).max(1);
     // A multiple of the rows of `gemm`'s AVX-512 micro-kernel (4 registers of 16) where there
-    // is room, else of one register, so that its panels need no ragged edge.
+    // is room, else of one register, so that its panels need no ragged edge. A full panel
+    // also where that leaves only two tiles per thread: the 4 × 16 kernel does more per value
+    // loaded than the 2 × 16 one that 32-row tiles use (measured: Gemma 3's 256-row key and
+    // value projections, 2 threads).
     match rows {
         64.. => rows / 64 * 64,
+        16.. if cache >= PANEL_ROWS && m >= 2 * threads * PANEL_ROWS => PANEL_ROWS,
         16.. => rows / 16 * 16,
         _ => rows,
     }
@@ -394,7 +416,7 @@ fn tile_rows(m: usize, k: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::transpose;
+    use super::{transpose, transpose_into};
 
     #[test]
     fn transpose_matches_the_definition_on_full_and_ragged_blocks() {
@@ -418,6 +440,26 @@ mod tests {
                         src[r * cols + c],
                         "{rows}x{cols} at ({r}, {c})"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_into_writes_only_its_columns_of_a_wider_destination() {
+        // Blocks of 8 and 5 rows placed at columns 3 and 16 of a 24-wide destination.
+        for (rows, cols, stride, at) in [(8, 640, 24, 16), (5, 21, 24, 3), (8, 13, 8, 0)] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 + 0.25).collect();
+            let mut dst = vec![f32::NAN; cols * stride];
+            transpose_into(&src, rows, cols, &mut dst, stride, at);
+            for c in 0..cols {
+                for j in 0..stride {
+                    let got = dst[c * stride + j];
+                    if (at..at + rows).contains(&j) {
+                        assert_eq!(got, src[(j - at) * cols + c], "{rows}x{cols} at ({j}, {c})");
+                    } else {
+                        assert!(got.is_nan(), "{rows}x{cols}: column {j} of row {c} written");
+                    }
                 }
             }
         }
