@@ -70,23 +70,27 @@ pub fn dot(dtype: DType, row: &[u8], x: &[f32]) -> Result<f32> {
 use super::rowdot::check_len;
 
 /// [`dequantize_serial`], compiled for AVX-512 or AVX2 when the CPU has it (same results:
-/// no multiply-add is fused, only the vectors are wider).
+/// no multiply-add is fused, only the vectors are wider), within the row-dot kernels'
+/// `LAZYFORGE_CPU_KERNELS` cap.
 fn dequantize_dispatch(dtype: DType, bytes: &[u8], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-    {
-        // SAFETY: `dequantize_avx512` only requires AVX-512 F and BW, which the CPU was just
-        // checked to have.
+    if !DEQUANT_AVX2_PREFERRED.contains(&dtype) && super::rowdot::has_avx512() {
+        // SAFETY: `dequantize_avx512` only requires AVX-512 F and BW, which `has_avx512`
+        // checked the CPU has.
         return unsafe { dequantize_avx512(dtype, bytes, out) };
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: `dequantize_avx2` only requires AVX2, which the CPU was just checked to have.
+    if super::rowdot::has_avx2() {
+        // SAFETY: `dequantize_avx2` only requires AVX2, which `has_avx2` checked the CPU has.
         return unsafe { dequantize_avx2(dtype, bytes, out) };
     }
     dequantize_serial(dtype, bytes, out)
 }
+
+/// Dtypes whose AVX2 dequantization runs even where AVX-512 is available: measured slower in
+/// their AVX-512 build on the AVX-512 host of BENCHMARKS.md (Q4_K 9.2 against 10.6 Gvalues/s
+/// on one core; Q5_0 gains the most the other way, 12.4 against 6.2).
+const DEQUANT_AVX2_PREFERRED: [DType; 1] = [DType::Q4_K];
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
@@ -119,6 +123,24 @@ macro_rules! each_block {
     }};
 }
 
+/// As [`each_block!`], with the decoder called as a separate function: for Q4_0 and Q4_1,
+/// whose 16-byte nibble loops LLVM otherwise vectorizes across blocks (byte-by-byte inserts
+/// from four blocks at a time) instead of within one, about 2x slower (measured on one core,
+/// 8 rows of 640 values: 1.4-3.1 against 5.1-5.4 Gvalues/s).
+#[inline(always)]
+fn each_block_outlined<const TS: usize, const BS: usize>(
+    bytes: &[u8],
+    out: &mut [f32],
+    decode: fn(&[u8; TS], &mut [f32; BS]),
+) {
+    debug_assert_eq!(bytes.len() / TS * BS, out.len());
+    for (b, y) in bytes.chunks_exact(TS).zip(out.chunks_exact_mut(BS)) {
+        let b = b.try_into().expect("chunks_exact yields TS bytes");
+        let y = y.try_into().expect("chunks_exact_mut yields BS values");
+        std::hint::black_box(decode)(b, y);
+    }
+}
+
 /// The block sizes (bytes, values) of a block decoder, read from its type.
 #[inline(always)]
 const fn block_sizes<const TS: usize, const BS: usize>(
@@ -134,8 +156,8 @@ fn dequantize_serial(dtype: DType, bytes: &[u8], out: &mut [f32]) {
         DType::F32 => each_block!(bytes, out, dequantize_f32),
         DType::F16 => dequantize_f16_run(bytes, out),
         DType::BF16 => each_block!(bytes, out, dequantize_bf16),
-        DType::Q4_0 => each_block!(bytes, out, dequantize_q4_0),
-        DType::Q4_1 => each_block!(bytes, out, dequantize_q4_1),
+        DType::Q4_0 => each_block_outlined(bytes, out, dequantize_q4_0),
+        DType::Q4_1 => each_block_outlined(bytes, out, dequantize_q4_1),
         DType::Q5_0 => each_block!(bytes, out, dequantize_q5_0),
         DType::Q5_1 => each_block!(bytes, out, dequantize_q5_1),
         DType::Q8_0 => each_block!(bytes, out, dequantize_q8_0),
@@ -187,10 +209,15 @@ fn dequantize_bf16(b: &[u8; 2], y: &mut [f32; 1]) {
 #[inline(always)]
 fn dequantize_q4_0(b: &[u8; 18], y: &mut [f32; 32]) {
     let d = f16_at(b, 0);
-    let qs = &b[2..18];
-    for j in 0..16 {
-        y[j] = ((qs[j] & 0x0F) as i32 - 8) as f32 * d;
-        y[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32 * d;
+    let qs: &[u8; 16] = b[2..18].try_into().expect("18-byte block");
+    // Low nibbles, then high nibbles: two passes over `qs` vectorize cleanly (interleaved in
+    // one loop they were 2-4x slower).
+    let (lo, hi) = y.split_at_mut(16);
+    for (y, &q) in lo.iter_mut().zip(qs) {
+        *y = ((q & 0x0F) as i32 - 8) as f32 * d;
+    }
+    for (y, &q) in hi.iter_mut().zip(qs) {
+        *y = ((q >> 4) as i32 - 8) as f32 * d;
     }
 }
 
@@ -198,10 +225,13 @@ fn dequantize_q4_0(b: &[u8; 18], y: &mut [f32; 32]) {
 #[inline(always)]
 fn dequantize_q4_1(b: &[u8; 20], y: &mut [f32; 32]) {
     let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-    let qs = &b[4..20];
-    for j in 0..16 {
-        y[j] = (qs[j] & 0x0F) as f32 * d + m;
-        y[j + 16] = (qs[j] >> 4) as f32 * d + m;
+    let qs: &[u8; 16] = b[4..20].try_into().expect("20-byte block");
+    let (lo, hi) = y.split_at_mut(16);
+    for (y, &q) in lo.iter_mut().zip(qs) {
+        *y = (q & 0x0F) as f32 * d + m;
+    }
+    for (y, &q) in hi.iter_mut().zip(qs) {
+        *y = (q >> 4) as f32 * d + m;
     }
 }
 

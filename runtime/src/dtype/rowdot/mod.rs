@@ -179,7 +179,8 @@ fn row_stride(dtype: DType, rows: &[u8], n: usize) -> Result<Option<usize>> {
     }
 }
 
-/// The widest instruction set the row-dot kernels may use, from the environment variable
+/// The widest instruction set the row-dot kernels (and dequantization) may use, from the
+/// environment variable
 /// `LAZYFORGE_CPU_KERNELS` (`avx512`, `avx2` or `portable`; unset or `auto`: whatever the
 /// CPU has), read once. A cap, never a promise: `avx512` on a CPU without it still runs
 /// the AVX2 or portable kernels. Meant for comparing kernels on one machine and for
@@ -205,7 +206,7 @@ fn isa_cap() -> u8 {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
+pub(super) fn has_avx2() -> bool {
     isa_cap() >= 1
         && std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")
@@ -213,7 +214,7 @@ fn has_avx2() -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
+pub(super) fn has_avx512() -> bool {
     isa_cap() >= 2
         && has_avx2()
         && std::arch::is_x86_feature_detected!("avx512f")
