@@ -6,6 +6,7 @@
 mod quant;
 mod rowdot;
 
+pub(crate) use quant::dequantize_here;
 pub use quant::{dequantize, dequantize_block, dot};
 pub use rowdot::{dot_rows, dot_rows_prepared, kernel_isa, Prepared};
 

@@ -35,6 +35,14 @@ pub fn dequantize(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
+/// [`dequantize`] on the calling thread whatever the size (callers that are already one of
+/// many parallel tasks, such as `matmul`'s tiles).
+pub(crate) fn dequantize_here(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
+    check_len("dequantize", dtype, bytes.len(), out.len())?;
+    dequantize_dispatch(dtype, bytes, out);
+    Ok(())
+}
+
 /// Dequantizes one block.
 ///
 /// # Panics
@@ -110,35 +118,28 @@ fn dequantize_avx2(dtype: DType, bytes: &[u8], out: &mut [f32]) {
 /// the decoder was called as a separate function compiled without the caller's AVX-512 or
 /// AVX2 features (measured: 3.4% of Gemma 3's prefill in baseline-x86 Q4_K and Q6_K loops);
 /// called directly it is inlined into them.
+///
+/// `outlined decode` calls it through an opaque function pointer instead, for Q4_0 and Q4_1:
+/// inlined, LLVM vectorizes their 16-byte nibble loops across blocks (byte-by-byte inserts
+/// from four blocks at a time) instead of within one, about 2x slower (measured on one core,
+/// 8 rows of 640 values: 1.4-3.1 against 5.1-5.4 Gvalues/s).
 macro_rules! each_block {
-    ($bytes:expr, $out:expr, $decode:ident) => {{
+    ($bytes:expr, $out:expr, outlined $decode:ident) => {
+        each_block!(@run $bytes, $out, $decode, std::hint::black_box($decode as fn(&_, &mut _)))
+    };
+    ($bytes:expr, $out:expr, $decode:ident) => {
+        each_block!(@run $bytes, $out, $decode, $decode)
+    };
+    (@run $bytes:expr, $out:expr, $decode:ident, $call:expr) => {{
         let (bytes, out): (&[u8], &mut [f32]) = ($bytes, $out);
         let (ts, bs) = block_sizes($decode as fn(&_, &mut _));
         debug_assert_eq!(bytes.len() / ts * bs, out.len());
         for (b, y) in bytes.chunks_exact(ts).zip(out.chunks_exact_mut(bs)) {
             let b = b.try_into().expect("chunks_exact yields TS bytes");
             let y = y.try_into().expect("chunks_exact_mut yields BS values");
-            $decode(b, y);
+            ($call)(b, y);
         }
     }};
-}
-
-/// As [`each_block!`], with the decoder called as a separate function: for Q4_0 and Q4_1,
-/// whose 16-byte nibble loops LLVM otherwise vectorizes across blocks (byte-by-byte inserts
-/// from four blocks at a time) instead of within one, about 2x slower (measured on one core,
-/// 8 rows of 640 values: 1.4-3.1 against 5.1-5.4 Gvalues/s).
-#[inline(always)]
-fn each_block_outlined<const TS: usize, const BS: usize>(
-    bytes: &[u8],
-    out: &mut [f32],
-    decode: fn(&[u8; TS], &mut [f32; BS]),
-) {
-    debug_assert_eq!(bytes.len() / TS * BS, out.len());
-    for (b, y) in bytes.chunks_exact(TS).zip(out.chunks_exact_mut(BS)) {
-        let b = b.try_into().expect("chunks_exact yields TS bytes");
-        let y = y.try_into().expect("chunks_exact_mut yields BS values");
-        std::hint::black_box(decode)(b, y);
-    }
 }
 
 /// The block sizes (bytes, values) of a block decoder, read from its type.
@@ -156,8 +157,8 @@ fn dequantize_serial(dtype: DType, bytes: &[u8], out: &mut [f32]) {
         DType::F32 => each_block!(bytes, out, dequantize_f32),
         DType::F16 => dequantize_f16_run(bytes, out),
         DType::BF16 => each_block!(bytes, out, dequantize_bf16),
-        DType::Q4_0 => each_block_outlined(bytes, out, dequantize_q4_0),
-        DType::Q4_1 => each_block_outlined(bytes, out, dequantize_q4_1),
+        DType::Q4_0 => each_block!(bytes, out, outlined dequantize_q4_0),
+        DType::Q4_1 => each_block!(bytes, out, outlined dequantize_q4_1),
         DType::Q5_0 => each_block!(bytes, out, dequantize_q5_0),
         DType::Q5_1 => each_block!(bytes, out, dequantize_q5_1),
         DType::Q8_0 => each_block!(bytes, out, dequantize_q8_0),
@@ -209,15 +210,10 @@ fn dequantize_bf16(b: &[u8; 2], y: &mut [f32; 1]) {
 #[inline(always)]
 fn dequantize_q4_0(b: &[u8; 18], y: &mut [f32; 32]) {
     let d = f16_at(b, 0);
-    let qs: &[u8; 16] = b[2..18].try_into().expect("18-byte block");
-    // Low nibbles, then high nibbles: two passes over `qs` vectorize cleanly (interleaved in
-    // one loop they were 2-4x slower).
-    let (lo, hi) = y.split_at_mut(16);
-    for (y, &q) in lo.iter_mut().zip(qs) {
-        *y = ((q & 0x0F) as i32 - 8) as f32 * d;
-    }
-    for (y, &q) in hi.iter_mut().zip(qs) {
-        *y = ((q >> 4) as i32 - 8) as f32 * d;
+    let qs = &b[2..18];
+    for j in 0..16 {
+        y[j] = ((qs[j] & 0x0F) as i32 - 8) as f32 * d;
+        y[j + 16] = ((qs[j] >> 4) as i32 - 8) as f32 * d;
     }
 }
 
@@ -225,13 +221,10 @@ fn dequantize_q4_0(b: &[u8; 18], y: &mut [f32; 32]) {
 #[inline(always)]
 fn dequantize_q4_1(b: &[u8; 20], y: &mut [f32; 32]) {
     let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-    let qs: &[u8; 16] = b[4..20].try_into().expect("20-byte block");
-    let (lo, hi) = y.split_at_mut(16);
-    for (y, &q) in lo.iter_mut().zip(qs) {
-        *y = (q & 0x0F) as f32 * d + m;
-    }
-    for (y, &q) in hi.iter_mut().zip(qs) {
-        *y = (q >> 4) as f32 * d + m;
+    let qs = &b[4..20];
+    for j in 0..16 {
+        y[j] = (qs[j] & 0x0F) as f32 * d + m;
+        y[j + 16] = (qs[j] >> 4) as f32 * d + m;
     }
 }
 

@@ -148,7 +148,7 @@ pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
                                 let g = GROUP_ROWS.min(width - g0);
                                 let group = grown(buf, g * k);
                                 let b0 = (p0 + g0) * stride;
-                                dtype::dequantize(dtype, &bytes[b0..b0 + g * stride], group)?;
+                                dtype::dequantize_here(dtype, &bytes[b0..b0 + g * stride], group)?;
                                 transpose_into(group, g, k, panel_t, width, g0);
                             }
                         }
@@ -157,15 +157,10 @@ pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
                 }
                 Ok(())
             };
-            TILE_SCRATCH.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut scratch) => {
-                    let (buf, panel_t) = &mut *scratch;
-                    run(buf, panel_t)
-                }
-                // This thread is already inside a tile (a task stolen while it waited):
-                // fresh buffers for this one.
-                Err(_) => run(&mut Vec::new(), &mut Vec::new()),
-            })
+            // Nothing in `run` enters the thread pool (`dequantize_here` and `gemm` with
+            // `Parallelism::None` stay on this thread), so no other tile can start on this
+            // thread while it holds the scratch buffers.
+            TILE_SCRATCH.with_borrow_mut(|(buf, panel_t)| run(buf, panel_t))
         })?;
     // SAFETY: the loop above finished without error, so every tile `0..m.div_ceil(tile_rows)`
     // ran `tile_product`, which wrote all `n` rows of its columns `r0..r0 + rows`: together
